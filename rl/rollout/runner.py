@@ -1,0 +1,90 @@
+"""Run many episodes at once: render prompts, call the engine once per turn, feed the envs.
+
+Single-turn tasks take one engine call for all ``len(tasks) * group_size`` samples. Multi-turn
+envs loop: each turn gathers the live episodes, renders their chats with the chat template,
+calls the engine once for all of them, and feeds each env its completion. An env that raises
+ends its episode with the error recorded on it (never a silent reward of 0).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from rl.rollout.base import RolloutEngine, SamplingParams
+from rl.rollout.steps import LineStepSplitter
+from rl.types import Episode, EpisodeGroup, Message, Task, Turn
+
+
+@dataclass
+class _Live:
+    episode: Episode
+    env: object
+    messages: list[Message]
+
+
+def render_prompt(tokenizer, messages: list[Message]) -> list[int]:
+    """Token ids of ``messages`` through the chat template, ending with the assistant header."""
+    text = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+    return tokenizer(text, add_special_tokens=False)["input_ids"]
+
+
+class Runner:
+    def __init__(self, engine: RolloutEngine, tokenizer, make_env, max_turns: int = 1,
+                 step_splitter=None):
+        self.engine = engine
+        self.tokenizer = tokenizer
+        self.make_env = make_env
+        self.max_turns = max_turns
+        self.split_steps = step_splitter or LineStepSplitter(tokenizer)
+
+    def run(self, tasks: list[Task], group_size: int, params: SamplingParams) -> list[EpisodeGroup]:
+        """Sample ``group_size`` episodes per task; returns one ``EpisodeGroup`` per task."""
+        groups = [EpisodeGroup(task, []) for task in tasks]
+        live: list[_Live] = []
+        for gid, group in enumerate(groups):
+            for _ in range(group_size):
+                episode = Episode(task=group.task, group_id=gid)
+                group.episodes.append(episode)
+                try:
+                    env = self.make_env(group.task)
+                    live.append(_Live(episode, env, list(env.reset())))
+                except Exception as e:  # noqa: BLE001 - recorded on the episode
+                    episode.record_error("env", f"reset: {type(e).__name__}: {e}")
+        for turn_index in range(self.max_turns):
+            if not live:
+                break
+            contexts = [render_prompt(self.tokenizer, item.messages) for item in live]
+            if turn_index == 0 and group_size > 1:
+                # every live episode of a group shares its first prompt: sample n at once
+                completions = self._first_turn(live, contexts, params, group_size)
+            else:
+                completions = [g[0] for g in self.engine.generate(contexts, params, n=1)]
+            still_live = []
+            for item, context, completion in zip(live, contexts, completions):
+                turn = Turn(context, completion, self.split_steps(completion.token_ids))
+                item.episode.turns.append(turn)
+                try:
+                    result = item.env.step(completion.text)
+                except Exception as e:  # noqa: BLE001 - recorded on the episode
+                    item.episode.record_error("env", f"step: {type(e).__name__}: {e}")
+                    continue
+                if result.done or turn_index + 1 == self.max_turns:
+                    continue
+                turn.observation = result.observation or []
+                item.messages += [{"role": "assistant", "content": completion.text}, *turn.observation]
+                still_live.append(item)
+            live = still_live
+        return groups
+
+    def _first_turn(self, live, contexts, params, group_size):
+        # group live episodes by task so each distinct prompt is sent once with n samples
+        order: dict[int, list[int]] = {}
+        for i, item in enumerate(live):
+            order.setdefault(item.episode.group_id, []).append(i)
+        gids = list(order)
+        results = self.engine.generate([contexts[order[g][0]] for g in gids], params, n=group_size)
+        completions = [None] * len(live)
+        for gid, samples in zip(gids, results):
+            for i, completion in zip(order[gid], samples):
+                completions[i] = completion
+        return completions

@@ -1,0 +1,62 @@
+"""The run directory: resolved config, append-only metrics and rollouts, checkpoints, plots.
+
+Layout::
+
+    <output_dir>/config.yaml            the resolved config (written atomically)
+    <output_dir>/metrics.jsonl          one row per step: {"step", "time", <metric>: value}
+    <output_dir>/rollouts/step_N.jsonl  every episode sampled at step N with its rewards
+    <output_dir>/checkpoints/step_N/    see rl/checkpoint.py
+    <output_dir>/eval/*.json            evaluations
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+from rl.config import save_config
+from rl.io import append_jsonl, atomic_write_text, read_jsonl
+
+
+class RunDir:
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self.path.mkdir(parents=True, exist_ok=True)
+
+    @property
+    def metrics_path(self) -> Path:
+        return self.path / "metrics.jsonl"
+
+    @property
+    def checkpoints(self) -> Path:
+        return self.path / "checkpoints"
+
+    def write_config(self, cfg: Any) -> None:
+        save_config(cfg, self.path / "config.yaml")
+
+    def log_metrics(self, step: int, metrics: dict[str, Any]) -> dict[str, Any]:
+        """Append one metrics row (``step`` and wall-clock ``time`` added) and return it."""
+        row = {"step": step, "time": time.time(), **metrics}
+        append_jsonl(self.metrics_path, [row])
+        return row
+
+    def write_rollouts(self, step: int, records: list[dict[str, Any]]) -> None:
+        path = self.path / "rollouts" / f"step_{step}.jsonl"
+        path.unlink(missing_ok=True)  # a step re-run after resume replaces its partial file
+        append_jsonl(path, records)
+
+    def write_json(self, relative: str, text: str) -> Path:
+        path = self.path / relative
+        atomic_write_text(path, text)
+        return path
+
+    def read_metrics(self) -> list[dict[str, Any]]:
+        return list(read_jsonl(self.metrics_path)) if self.metrics_path.exists() else []
+
+    def truncate_metrics_after(self, step: int) -> None:
+        """Drop metric rows past ``step`` (the steps a resumed run will redo)."""
+        rows = [r for r in self.read_metrics() if r["step"] <= step]
+        import json
+
+        atomic_write_text(self.metrics_path, "".join(json.dumps(r) + "\n" for r in rows))
