@@ -8,6 +8,7 @@ episode: the trainer leaves it out of the baseline and the loss and counts it in
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -37,6 +38,8 @@ class RewardFunction:
             outcome = self.verifier(episode.task, episode)
             if outcome.error is not None:
                 raise RuntimeError(outcome.error)
+            if not math.isfinite(outcome.score):
+                raise ValueError(f"verifier returned a non-finite score {outcome.score}")
         except Exception as e:  # noqa: BLE001 - recorded on the episode, not fatal
             message = f"{type(e).__name__}: {e}"
             episode.outcome = Outcome(score=0.0, correct=False, error=message)

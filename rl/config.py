@@ -77,17 +77,43 @@ class EnvConfig:
 
 
 @dataclass
-class RolloutConfig:
-    """Sampling: which engine, how many prompts and samples per prompt, how long."""
+class VLLMConfig:
+    """vLLM engine settings. ``None`` means: pick for the device (CPU or CUDA)."""
 
-    engine: Literal["hf", "vllm", "auto"] = "hf"
+    dtype: Literal["auto", "bfloat16", "float16", "float32"] = "auto"  # auto: bf16 where native
+    kv_cache_gib: float = 1.0  # CPU: KV cache size (the default would take a share of all RAM)
+    gpu_memory_utilization: float = 0.3  # CUDA: share of GPU memory for weights + KV cache
+    max_model_len: int = 2048
+    enforce_eager: bool | None = None  # None: eager on CPU (15 s start vs ~60 s compile), graphs on CUDA
+    cpu_threads: str | None = None  # CPU cores vLLM binds (VLLM_CPU_OMP_THREADS_BIND); None: all
+    # how a LoRA policy reaches vLLM: "adapter" (LoRARequest per update), "merged" (W + BA
+    # reloaded in place), "auto" (merged on CPU, where vLLM-cpu's LoRA kernels sampled 6x
+    # slower than the plain model; adapter on CUDA)
+    lora_sync: Literal["auto", "adapter", "merged"] = "auto"
+
+    def __post_init__(self) -> None:
+        check(self.kv_cache_gib > 0, "rollout.vllm.kv_cache_gib", f"must be > 0, got {self.kv_cache_gib}")
+        check(0 < self.gpu_memory_utilization <= 1, "rollout.vllm.gpu_memory_utilization",
+              f"must be in (0, 1], got {self.gpu_memory_utilization}")
+        check(self.max_model_len >= 64, "rollout.vllm.max_model_len", "must be >= 64")
+
+
+@dataclass
+class RolloutConfig:
+    """Sampling: which engine, how many prompts and samples per prompt, how long.
+
+    ``engine: auto`` uses vLLM when it is installed and falls back to transformers (saying so).
+    """
+
+    engine: Literal["hf", "vllm", "auto"] = "auto"
     prompts_per_step: int = 8
     group_size: int = 8
     max_new_tokens: int = 128
     temperature: float = 1.0
     top_p: float = 1.0
     top_k: int = 0
-    batch_size: int = 64  # sequences per engine call (HF engine memory bound)
+    batch_size: int = 64  # sequences per HF generate call (memory bound)
+    vllm: VLLMConfig = field(default_factory=VLLMConfig)
 
     def __post_init__(self) -> None:
         check(self.prompts_per_step >= 1, "rollout.prompts_per_step", "must be >= 1")
@@ -107,6 +133,12 @@ class RewardConfig:
 
     outcome_weight: float = 1.0
     format_weight: float = 0.1
+    # wall-clock limit per verifier call, run in a worker process; 0 = call it in-process
+    verifier_timeout_s: float = 10.0
+
+    def __post_init__(self) -> None:
+        check(self.verifier_timeout_s >= 0, "reward.verifier_timeout_s",
+              f"must be >= 0 (0 = no isolation), got {self.verifier_timeout_s}")
 
 
 @dataclass
@@ -120,6 +152,10 @@ class AlgorithmConfig:
     kl_coef: float = 0.0
     kl_estimator: Literal["k1", "k2", "k3"] = "k3"
     log_kl: bool = True  # compute KL to the reference for the logs even when kl_coef is 0
+    # truncated importance sampling (Yao et al. 2025, "Your efficient RL framework secretly brings
+    # you off-policy RL training"): weight = min(pi_trainer / pi_engine, cap) on the policy term
+    importance_correction: Literal["tis", "none"] = "tis"
+    importance_cap: float = 2.0
     epochs: int = 1
     minibatches: int = 1
     drop_zero_advantage_groups: bool = False
@@ -128,6 +164,7 @@ class AlgorithmConfig:
         check(0 < self.clip_low < 1, "algorithm.clip_low", f"must be in (0, 1), got {self.clip_low}")
         check(self.clip_high > 0, "algorithm.clip_high", f"must be > 0, got {self.clip_high}")
         check(self.kl_coef >= 0, "algorithm.kl_coef", f"must be >= 0, got {self.kl_coef}")
+        check(self.importance_cap >= 1, "algorithm.importance_cap", f"must be >= 1, got {self.importance_cap}")
         check(self.epochs >= 1, "algorithm.epochs", "must be >= 1")
         check(self.minibatches >= 1, "algorithm.minibatches", "must be >= 1")
 
@@ -139,12 +176,14 @@ class OptimConfig:
     warmup_steps: int = 0
     max_grad_norm: float = 1.0
     micro_batch_size: int = 8  # sequences per forward/backward (gradient accumulation)
+    max_nonfinite_streak: int = 3  # stop after this many NaN/Inf updates in a row (each is skipped)
 
     def __post_init__(self) -> None:
         check(self.lr > 0, "optim.lr", f"must be > 0, got {self.lr}")
         check(self.warmup_steps >= 0, "optim.warmup_steps", "must be >= 0")
         check(self.max_grad_norm > 0, "optim.max_grad_norm", "must be > 0")
         check(self.micro_batch_size >= 1, "optim.micro_batch_size", "must be >= 1")
+        check(self.max_nonfinite_streak >= 1, "optim.max_nonfinite_streak", "must be >= 1")
 
 
 @dataclass
@@ -160,6 +199,7 @@ class GRPOConfig:
     save_every: int = 25
     keep_last: int = 3
     progress: bool = True
+    max_failed_frac: float = 0.5  # stop when more of a step's episodes than this fail to score
     lora: LoraConfig = field(default_factory=LoraConfig)
     env: EnvConfig = field(default_factory=EnvConfig)
     rollout: RolloutConfig = field(default_factory=RolloutConfig)
@@ -172,6 +212,10 @@ class GRPOConfig:
         check(self.save_every >= 1, "save_every", "must be >= 1")
         check(self.keep_last >= 1, "keep_last", "must be >= 1")
         check(bool(self.model), "model", "must name a built-in model or a local directory")
+        check(0 <= self.max_failed_frac <= 1, "max_failed_frac", f"must be in [0, 1], got {self.max_failed_frac}")
+        check(not (self.algorithm.kl_coef > 0 and self.lora.r == 0), "algorithm.kl_coef",
+              "a KL penalty needs a reference policy: with lora.r: 0 (full fine-tune) there is none; "
+              "set lora.r > 0 or algorithm.kl_coef: 0")
 
 
 # --------------------------------------------------------------------------- loading

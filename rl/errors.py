@@ -23,3 +23,7 @@ class EngineError(HorizonError, RuntimeError):
 
 class VerifierError(HorizonError, RuntimeError):
     """A verifier could not score an episode."""
+
+
+class RunAborted(HorizonError, RuntimeError):
+    """Training stopped on purpose: continuing would train on garbage (the message says why)."""

@@ -26,6 +26,8 @@ from rl.config import GRPOConfig
 from rl.models import check_model_available, load_policy
 from rl.rollout.runner import Runner
 from rl.run_dir import RunDir
+from rl.errors import RunAborted
+from rl.faults import maybe_fail
 from rl.types import Episode, EpisodeGroup, Sample
 
 
@@ -109,6 +111,20 @@ def rollout_metrics(groups: list[EpisodeGroup], max_new_tokens: int) -> dict[str
     return out
 
 
+def check_failures(groups: list[EpisodeGroup], max_failed_frac: float, step: int) -> None:
+    """Raise ``RunAborted`` when too many of the step's episodes could not be scored."""
+    episodes = [e for g in groups for e in g.episodes]
+    failed = [e for e in episodes if e.reward is None]
+    if episodes and len(failed) / len(episodes) > max_failed_frac:
+        kinds = sorted({err.kind for e in failed for err in e.errors})
+        example = next((err.message for e in failed for err in e.errors), "no error recorded")
+        raise RunAborted(
+            f"step {step}: {len(failed)}/{len(episodes)} episodes could not be scored ({', '.join(kinds)}; "
+            f"e.g. {example!r}), more than max_failed_frac={max_failed_frac}: fix the verifier/env "
+            "(see rollouts/step_N.jsonl) or raise max_failed_frac"
+        )
+
+
 def _optimizer(policy, cfg: GRPOConfig):
     params = [p for p in policy.model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=cfg.optim.lr, weight_decay=cfg.optim.weight_decay)
@@ -146,9 +162,10 @@ def train(cfg: GRPOConfig, resume: bool = False) -> Path:
     policy = load_policy(cfg.model, lora=cfg.lora, dtype=cfg.dtype, device=cfg.device)
     optimizer, scheduler = _optimizer(policy, cfg)
     start = _resume(run, policy, optimizer, scheduler, source) if resume else 0
-    engine = build_engine(cfg.rollout, policy)
+    engine = build_engine(cfg.rollout, policy, seed=cfg.seed)
     params = sampling_params(cfg.rollout, policy.tokenizer)
     runner = Runner(engine, policy.tokenizer, source.make_env)
+    nonfinite_streak = 0
     try:
         with Progress(cfg.max_steps, start, enabled=cfg.progress) as progress:
             for step in range(start + 1, cfg.max_steps + 1):
@@ -157,11 +174,21 @@ def train(cfg: GRPOConfig, resume: bool = False) -> Path:
                 t_rollout = time.perf_counter() - t_step
                 score(groups, reward_fn)
                 assign_advantages(groups, cfg.algorithm.advantage)
+                run.write_rollouts(step, [e.to_record(step) for g in groups for e in g.episodes])
+                check_failures(groups, cfg.max_failed_frac, step)
                 samples, advantages = training_samples(groups, cfg.algorithm.drop_zero_advantage_groups)
                 generator = torch.Generator().manual_seed(step_seed(cfg.seed, step))
                 update = policy_update(policy, optimizer, scheduler, samples, advantages,
                                        cfg.algorithm, cfg.optim, cfg.rollout.temperature,
                                        cfg.rollout.max_new_tokens, generator)
+                maybe_fail("after_update", step)
+                nonfinite_streak = nonfinite_streak + 1 if update.get("update/skipped_nonfinite") else 0
+                if nonfinite_streak >= cfg.optim.max_nonfinite_streak:
+                    raise RunAborted(
+                        f"step {step}: {nonfinite_streak} updates in a row had a NaN/Inf gradient and "
+                        "were skipped; lower optim.lr, check rewards in rollouts/, or resume from the "
+                        "last checkpoint"
+                    )
                 engine.update_weights(policy)
                 n_tokens = sum(e.num_policy_tokens for g in groups for e in g.episodes)
                 metrics = {
@@ -173,12 +200,12 @@ def train(cfg: GRPOConfig, resume: bool = False) -> Path:
                     "train/samples": float(len(samples)),
                 }
                 metrics["time/step_s"] = time.perf_counter() - t_step
-                run.write_rollouts(step, [e.to_record(step) for g in groups for e in g.episodes])
                 row = run.log_metrics(step, metrics)
                 if step % cfg.save_every == 0 or step == cfg.max_steps:
                     save_checkpoint(run.checkpoints, step, policy, optimizer, scheduler,
                                     {"source": source.state_dict(), "seed": cfg.seed},
                                     keep_last=cfg.keep_last)
+                    maybe_fail("after_checkpoint", step)
                 progress.advance(row)
     finally:
         engine.close()

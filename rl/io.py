@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+import warnings
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -43,7 +44,8 @@ def read_jsonl(path: Path) -> Iterator[dict[str, Any]]:
             yield json.loads(line)
         except json.JSONDecodeError:
             if i == len(lines) - 1 and not line.endswith("\n"):
-                return  # a crash mid-write: the last line is incomplete
+                warnings.warn(f"{path}: skipped a torn last line (a crash mid-write): {line[:80]!r}")
+                return
             raise
 
 

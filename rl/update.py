@@ -147,6 +147,7 @@ def policy_update(policy, optimizer, scheduler, samples: list[Sample], advantage
         size = math.ceil(len(order) / algo.minibatches)
         for mb in [order[i : i + size] for i in range(0, len(order), size)]:
             num_tokens = sum(samples[i].num_policy_tokens for i in mb)
+            finite = True
             optimizer.zero_grad(set_to_none=True)
             for chunk in micro_batches(samples, mb, optim.micro_batch_size):
                 batch = collate(samples, chunk, advantages, pad_id, policy.device)
@@ -155,12 +156,21 @@ def policy_update(policy, optimizer, scheduler, samples: list[Sample], advantage
                 logprobs_bt, entropy_bt = token_logprobs(policy, batch, temperature, with_entropy=True)
                 old_bt = _stack(old, chunk, width, policy.device) if need_old else logprobs_bt.detach()
                 ref_bt = _stack(ref, chunk, width, policy.device) if need_ref else None
+                weights_bt = None
+                if algo.importance_correction == "tis":  # engine/trainer mismatch correction
+                    log_w_bt = (old_bt - batch.engine_logprobs_bt) * mask_bt
+                    weights_bt = log_w_bt.exp().clamp(max=algo.importance_cap)
+                    n_masked = max(float(mask_bt.sum()), 1.0)
+                    stats.add("importance/weight_mean", (weights_bt * mask_bt).sum() / n_masked, n_masked)
+                    stats.add("importance/capped_frac",
+                              ((log_w_bt.exp() > algo.importance_cap).float() * mask_bt).sum() / n_masked, n_masked)
                 loss, m = clipped_policy_loss(
-                    logprobs_bt, old_bt, batch.advantages_b, mask_bt,
+                    logprobs_bt, old_bt, batch.advantages_b, mask_bt, importance_weights_bt=weights_bt,
                     clip_low=algo.clip_low, clip_high=algo.clip_high, aggregation=algo.aggregation,
                     ref_logprobs_bt=ref_bt, kl_coef=algo.kl_coef, kl_estimator=algo.kl_estimator,
                     num_sequences=len(mb), num_tokens=num_tokens, max_tokens=max_new_tokens,
                 )
+                finite = finite and bool(torch.isfinite(loss))
                 loss.backward()
                 n_tok = float(mask_bt.sum())
                 tokens_seen += int(n_tok)
@@ -176,7 +186,7 @@ def policy_update(policy, optimizer, scheduler, samples: list[Sample], advantage
                     mismatch_max = max(mismatch_max, float(delta_bt.max()))
             params = [p for p in policy.model.parameters() if p.requires_grad]
             grad_norm = float(torch.nn.utils.clip_grad_norm_(params, optim.max_grad_norm))
-            if math.isfinite(grad_norm):
+            if finite and math.isfinite(grad_norm):
                 optimizer.step()
                 stats.add("grad_norm", grad_norm, 1.0)
             else:

@@ -65,3 +65,31 @@ def test_zero_advantage_groups_can_be_dropped():
     assign_advantages([group], "grpo")
     assert training_samples([group], drop_zero_groups=True) == ([], [])
     assert len(training_samples([group], drop_zero_groups=False)[0]) == 2
+
+
+def _hangs(task, episode):
+    import time
+
+    time.sleep(60)
+
+
+def _crashes(task, episode):
+    import os
+
+    os._exit(3)
+
+
+def test_hanging_or_crashing_verifier_is_contained_and_the_next_call_works():
+    from rewards.isolated import IsolatedVerifier
+
+    for bad, message in ((_hangs, "timed out after 0.5 s"), (_crashes, "died")):
+        isolated = IsolatedVerifier(bad, timeout_s=0.5)
+        ep = _episode("#### 7")
+        _reward(isolated)(ep)
+        assert ep.reward is None and message in ep.errors[0].message, ep.errors
+        assert ep.errors[0].kind == "verifier"
+        isolated.verifier = MathVerifier()  # the next call gets a fresh worker, which answers
+        ep = _episode("#### 7")
+        _reward(isolated)(ep)
+        assert ep.reward == 1.1 and not ep.errors
+        isolated.close()

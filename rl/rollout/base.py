@@ -31,6 +31,7 @@ class SamplingParams:
     top_k: int = 0
     seed: int | None = None
     stop_token_ids: tuple[int, ...] = field(default_factory=tuple)
+    ignore_eos: bool = False  # always generate max_new_tokens (benchmarks: equal work per engine)
 
     def with_seed(self, seed: int) -> "SamplingParams":
         return replace(self, seed=seed)

@@ -60,6 +60,7 @@ class HFEngine:
                     input_ids=input_ids.to(self.policy.device),
                     attention_mask=attention_mask.to(self.policy.device),
                     max_new_tokens=params.max_new_tokens,
+                    min_new_tokens=params.max_new_tokens if params.ignore_eos else None,
                     do_sample=not greedy,
                     eos_token_id=eos_ids,
                     pad_token_id=pad,
