@@ -29,8 +29,6 @@ class RewardFunction:
 
     def __call__(self, episode: Episode) -> None:
         """Score ``episode`` in place (reward, reward_terms, outcome, step_labels, errors)."""
-        if self.step_labeler is not None and episode.turns:
-            episode.step_labels = self.step_labeler(episode.task, [s.text for s in episode.steps])
         if episode.has_error("env"):
             episode.reward = None  # the env broke: its trajectory is not a valid sample
             return
@@ -40,17 +38,19 @@ class RewardFunction:
                 raise RuntimeError(outcome.error)
             if not math.isfinite(outcome.score):
                 raise ValueError(f"verifier returned a non-finite score {outcome.score}")
-        except Exception as e:  # noqa: BLE001 - recorded on the episode, not fatal
+            if self.step_labeler is not None:
+                episode.step_labels = self.step_labeler(episode.task, [s.text for s in episode.steps])
+            values = {"outcome": float(outcome.score)}
+            total = self.outcome_weight * values["outcome"]
+            for name, (weight, term) in self.terms.items():
+                values[name] = float(term(episode))
+                total += weight * values[name]
+        except Exception as e:  # noqa: BLE001 - verifier, labeler or term: recorded, not fatal
             message = f"{type(e).__name__}: {e}"
             episode.outcome = Outcome(score=0.0, correct=False, error=message)
             episode.record_error("verifier", message)
             episode.reward = None
             return
         episode.outcome = outcome
-        values = {"outcome": float(outcome.score)}
-        total = self.outcome_weight * values["outcome"]
-        for name, (weight, term) in self.terms.items():
-            values[name] = float(term(episode))
-            total += weight * values[name]
         episode.reward_terms = values
         episode.reward = total

@@ -26,7 +26,7 @@ from rl.config import GRPOConfig
 from rl.models import check_model_available, load_policy
 from rl.rollout.runner import Runner
 from rl.run_dir import RunDir
-from rl.errors import RunAborted
+from rl.errors import ConfigError, RunAborted
 from rl.faults import maybe_fail
 from rl.types import Episode, EpisodeGroup, Sample
 
@@ -138,6 +138,7 @@ def _optimizer(policy, cfg: GRPOConfig):
 def _resume(run: RunDir, policy, optimizer, scheduler, source) -> int:
     checkpoints = list_checkpoints(run.checkpoints)
     if not checkpoints:
+        run.truncate_metrics_after(0)  # nothing to resume from: start the files over
         return 0
     state = load_checkpoint(checkpoints[-1], policy, optimizer, scheduler)
     source.load_state_dict(state["source"])
@@ -154,6 +155,11 @@ def train(cfg: GRPOConfig, resume: bool = False) -> Path:
     from rl.update import policy_update
 
     check_model_available(cfg.model)  # fail before any expensive work
+    if not resume and (Path(cfg.output_dir) / "metrics.jsonl").exists():
+        raise ConfigError(
+            f"output_dir '{cfg.output_dir}' already holds a run: pass --resume to continue it, "
+            "or choose a new --output_dir"
+        )
     run = RunDir(cfg.output_dir)
     run.write_config(cfg)
     seed_everything(cfg.seed)

@@ -130,22 +130,26 @@ def policy_update(policy, optimizer, scheduler, samples: list[Sample], advantage
     ``update/skipped_nonfinite``, ``tokens_per_s/train``, ``time/update_s``.
     """
     t0 = time.perf_counter()
+    lr = scheduler.get_last_lr()[0]  # the rate this update uses
     if not samples:  # every group had equal rewards (and was dropped): nothing to learn from
+        scheduler.step()
         return {**{k: None for k in UPDATE_METRICS}, "update/skipped_empty": 1.0,
-                "lr": scheduler.get_last_lr()[0], "time/update_s": 0.0}
+                "lr": lr, "time/update_s": 0.0}
     need_old = algo.epochs > 1 or algo.minibatches > 1
     need_ref = policy.is_lora and (algo.kl_coef > 0 or algo.log_kl)
     if algo.kl_coef > 0 and not policy.is_lora:
         raise ValueError("algorithm.kl_coef > 0 needs LoRA (lora.r > 0): the reference is the base model")
+    policy.model.eval()
     old, ref = _reference_pass(policy, samples, advantages, algo, temperature,
                                optim.micro_batch_size, need_old, need_ref)
     pad_id = policy.tokenizer.pad_token_id
     stats, mismatch_max, skipped, tokens_seen = MetricSum(), 0.0, 0, 0
-    policy.model.train()
+    # eval mode throughout (dropout off): the ratio pi/pi_old must compare the same function
+    was_training = policy.model.training
+    policy.model.eval()
     for epoch in range(algo.epochs):
-        order = torch.randperm(len(samples), generator=generator).tolist()
-        size = math.ceil(len(order) / algo.minibatches)
-        for mb in [order[i : i + size] for i in range(0, len(order), size)]:
+        order = torch.randperm(len(samples), generator=generator)
+        for mb in [c.tolist() for c in torch.tensor_split(order, algo.minibatches) if len(c)]:
             num_tokens = sum(samples[i].num_policy_tokens for i in mb)
             finite = True
             optimizer.zero_grad(set_to_none=True)
@@ -193,13 +197,14 @@ def policy_update(policy, optimizer, scheduler, samples: list[Sample], advantage
                 skipped += 1
             optimizer.zero_grad(set_to_none=True)
     scheduler.step()
+    policy.model.train(was_training)
     elapsed = time.perf_counter() - t0
     out = stats.means()
     out.update({
         "logprob_mismatch/max": mismatch_max,
         "update/skipped_nonfinite": float(skipped),
         "update/skipped_empty": 0.0,
-        "lr": scheduler.get_last_lr()[0],
+        "lr": lr,
         "tokens_per_s/train": tokens_seen / elapsed if elapsed > 0 else 0.0,
         "time/update_s": elapsed,
     })

@@ -111,3 +111,20 @@ def test_partial_checkpoints_are_ignored(tmp_path):
     for name in ("step_1", "step_2"):
         (tmp_path / name / "state.json").write_text("{}")
     assert [p.name for p in list_checkpoints(tmp_path)] == ["step_1", "step_2"]
+
+
+def test_a_fresh_run_refuses_an_output_dir_that_holds_a_run(tmp_path):
+    (tmp_path / "metrics.jsonl").write_text('{"step": 1}\n')
+    cfg = load_config(GRPOConfig, None, [*SMALL, "--output_dir", str(tmp_path)])
+    with pytest.raises(ConfigError, match="already holds a run: pass --resume"):
+        rl.grpo.train(cfg)
+
+
+def test_equal_rewards_give_exact_zero_advantages_for_any_group_size():
+    import torch
+
+    from rl.algorithms.advantages import group_advantages
+
+    for g in (3, 6, 7, 12):
+        rewards = torch.full((g,), 0.1)  # 0.1 is not a binary fraction: a float mean is inexact
+        assert torch.equal(group_advantages(rewards), torch.zeros(g))

@@ -45,8 +45,8 @@ def group_advantages(
     if rewards_g.dim() != 1:
         raise ValueError(f"rewards_g must be 1-D [G], got shape {tuple(rewards_g.shape)}")
     rewards_g = rewards_g if rewards_g.is_floating_point() else rewards_g.float()
-    if rewards_g.numel() <= 1:
-        return torch.zeros_like(rewards_g)
+    if rewards_g.numel() <= 1 or bool((rewards_g == rewards_g[0]).all()):
+        return torch.zeros_like(rewards_g)  # exact zeros: float32 mean of e.g. 0.1s is inexact
     # Matches TRL 1.16 trl/trainer/grpo_trainer.py lines 2764-2787
     # (_generate_and_score_completions, scale_rewards="group" / "none"):
     #   mean_grouped_rewards = torch.nanmean(rewards.view(-1, num_generations), dim=1)

@@ -20,9 +20,10 @@ from rl.types import Completion
 class SamplingParams:
     """How to sample. ``temperature == 0`` is greedy decoding; ``top_k == 0`` is off.
 
-    Logprobs are always returned, under the distribution sampled from (logits / temperature;
-    for greedy decoding, the untempered distribution). top-p/top-k truncation is not folded
-    into the logprobs (the trainer cannot reproduce it cheaply; this matches TRL and vLLM).
+    Logprobs are always returned, under logits / temperature (for greedy decoding, the
+    untempered distribution). With top-p/top-k on, the engines differ: HFEngine reports the
+    untruncated log-softmax (what the trainer recomputes), vLLM the log-softmax renormalised
+    over the kept tokens; keep both off (the default) when comparing engines.
     """
 
     max_new_tokens: int = 128

