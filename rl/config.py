@@ -39,7 +39,7 @@ class LoraConfig:
 
     r: int = 16
     alpha: int = 32
-    dropout: float = 0.0
+    dropout: float = 0.0  # used by SFT; RL updates run in eval mode (no dropout) so ratios are exact
     target_modules: str = "all-linear"
 
     def __post_init__(self) -> None:

@@ -139,14 +139,13 @@ def policy_update(policy, optimizer, scheduler, samples: list[Sample], advantage
     need_ref = policy.is_lora and (algo.kl_coef > 0 or algo.log_kl)
     if algo.kl_coef > 0 and not policy.is_lora:
         raise ValueError("algorithm.kl_coef > 0 needs LoRA (lora.r > 0): the reference is the base model")
+    # eval mode throughout (dropout off): the ratio pi/pi_old must compare the same function
+    was_training = policy.model.training
     policy.model.eval()
     old, ref = _reference_pass(policy, samples, advantages, algo, temperature,
                                optim.micro_batch_size, need_old, need_ref)
     pad_id = policy.tokenizer.pad_token_id
     stats, mismatch_max, skipped, tokens_seen = MetricSum(), 0.0, 0, 0
-    # eval mode throughout (dropout off): the ratio pi/pi_old must compare the same function
-    was_training = policy.model.training
-    policy.model.eval()
     for epoch in range(algo.epochs):
         order = torch.randperm(len(samples), generator=generator)
         for mb in [c.tolist() for c in torch.tensor_split(order, algo.minibatches) if len(c)]:
