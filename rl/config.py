@@ -59,8 +59,10 @@ class EnvConfig:
     operand_range: list[int] = field(default_factory=lambda: [1, 20])
     mul_range: list[int] = field(default_factory=lambda: [2, 5])
     max_abs_value: int | None = 999
+    timeout_s: float = 30.0  # wall-clock limit per env reset/step; a hung call marks its episode
 
     def __post_init__(self) -> None:
+        check(self.timeout_s > 0, "env.timeout_s", f"must be > 0, got {self.timeout_s}")
         check(1 <= self.min_horizon <= 64, "env.min_horizon", f"must be in 1..64, got {self.min_horizon}")
         check(
             self.min_horizon <= self.max_horizon <= 64,

@@ -135,15 +135,16 @@ def _optimizer(policy, cfg: GRPOConfig):
     return optimizer, scheduler
 
 
-def _resume(run: RunDir, policy, optimizer, scheduler, source) -> int:
+def _resume(run: RunDir, policy, optimizer, scheduler, source) -> dict:
+    """Restore the newest complete checkpoint; returns its state (``{"step": 0}`` if none)."""
     checkpoints = list_checkpoints(run.checkpoints)
     if not checkpoints:
         run.truncate_metrics_after(0)  # nothing to resume from: start the files over
-        return 0
+        return {"step": 0}
     state = load_checkpoint(checkpoints[-1], policy, optimizer, scheduler)
     source.load_state_dict(state["source"])
     run.truncate_metrics_after(state["step"])
-    return state["step"]
+    return state
 
 
 # ---------------------------------------------------------------- loop
@@ -167,11 +168,11 @@ def train(cfg: GRPOConfig, resume: bool = False) -> Path:
     reward_fn = build_reward(cfg.env, cfg.reward)
     policy = load_policy(cfg.model, lora=cfg.lora, dtype=cfg.dtype, device=cfg.device)
     optimizer, scheduler = _optimizer(policy, cfg)
-    start = _resume(run, policy, optimizer, scheduler, source) if resume else 0
+    state = _resume(run, policy, optimizer, scheduler, source) if resume else {"step": 0}
+    start, nonfinite_streak = state["step"], state.get("nonfinite_streak", 0)
     engine = build_engine(cfg.rollout, policy, seed=cfg.seed)
     params = sampling_params(cfg.rollout, policy.tokenizer)
-    runner = Runner(engine, policy.tokenizer, source.make_env)
-    nonfinite_streak = 0
+    runner = Runner(engine, policy.tokenizer, source.make_env, env_timeout_s=cfg.env.timeout_s)
     try:
         with Progress(cfg.max_steps, start, enabled=cfg.progress) as progress:
             for step in range(start + 1, cfg.max_steps + 1):
@@ -209,7 +210,8 @@ def train(cfg: GRPOConfig, resume: bool = False) -> Path:
                 row = run.log_metrics(step, metrics)
                 if step % cfg.save_every == 0 or step == cfg.max_steps:
                     save_checkpoint(run.checkpoints, step, policy, optimizer, scheduler,
-                                    {"source": source.state_dict(), "seed": cfg.seed},
+                                    {"source": source.state_dict(), "seed": cfg.seed,
+                                     "nonfinite_streak": nonfinite_streak},
                                     keep_last=cfg.keep_last)
                     maybe_fail("after_checkpoint", step)
                 progress.advance(row)

@@ -96,3 +96,18 @@ def test_max_turns_stops_an_env_that_never_finishes(tokenizer):
     engine = ScriptedEngine(tokenizer, ["1", "2", "3"])
     (group,) = Runner(engine, tokenizer, Endless, max_turns=3).run(TASKS[:1], 1, SamplingParams())
     assert len(group.episodes[0].turns) == 3 and engine.texts == []
+
+
+class HangingEnv(SingleTurnEnv):
+    def step(self, action):
+        import time
+
+        time.sleep(30)
+
+
+def test_hanging_env_is_abandoned_and_recorded(tokenizer):
+    engine = ScriptedEngine(tokenizer, ["a", "b"])
+    runner = Runner(engine, tokenizer, HangingEnv, env_timeout_s=0.2)
+    (group,) = runner.run(TASKS[:1], 2, SamplingParams())
+    for ep in group.episodes:
+        assert ep.errors[0].kind == "env" and "took over 0.2 s" in ep.errors[0].message

@@ -8,6 +8,7 @@ ends its episode with the error recorded on it (never a silent reward of 0).
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 
 from rl.rollout.base import RolloutEngine, SamplingParams
@@ -30,12 +31,13 @@ def render_prompt(tokenizer, messages: list[Message]) -> list[int]:
 
 class Runner:
     def __init__(self, engine: RolloutEngine, tokenizer, make_env, max_turns: int = 1,
-                 step_splitter=None):
+                 step_splitter=None, env_timeout_s: float | None = 30.0):
         self.engine = engine
         self.tokenizer = tokenizer
         self.make_env = make_env
         self.max_turns = max_turns
         self.split_steps = step_splitter or LineStepSplitter(tokenizer)
+        self.env_timeout_s = env_timeout_s
 
     def run(self, tasks: list[Task], group_size: int, params: SamplingParams) -> list[EpisodeGroup]:
         """Sample ``group_size`` episodes per task; returns one ``EpisodeGroup`` per task."""
@@ -47,7 +49,7 @@ class Runner:
                 group.episodes.append(episode)
                 try:
                     env = self.make_env(group.task)
-                    live.append(_Live(episode, env, list(env.reset())))
+                    live.append(_Live(episode, env, list(self._call(env.reset))))
                 except Exception as e:  # noqa: BLE001 - recorded on the episode
                     episode.record_error("env", f"reset: {type(e).__name__}: {e}")
         for turn_index in range(self.max_turns):
@@ -64,7 +66,7 @@ class Runner:
                 turn = Turn(context, completion, self.split_steps(completion.token_ids))
                 item.episode.turns.append(turn)
                 try:
-                    result = item.env.step(completion.text)
+                    result = self._call(item.env.step, completion.text)
                 except Exception as e:  # noqa: BLE001 - recorded on the episode
                     item.episode.record_error("env", f"step: {type(e).__name__}: {e}")
                     continue
@@ -75,6 +77,29 @@ class Runner:
                 still_live.append(item)
             live = still_live
         return groups
+
+    def _call(self, fn, *args):
+        """``fn(*args)`` with a wall-clock limit. In-process envs cannot be killed: a call that
+        times out is abandoned on a daemon thread (its episode is marked, the step goes on);
+        envs that run untrusted code must sandbox it themselves (subprocess + rlimits)."""
+        if self.env_timeout_s is None:
+            return fn(*args)
+        box: dict = {}
+
+        def target():
+            try:
+                box["value"] = fn(*args)
+            except BaseException as e:  # noqa: BLE001 - re-raised in the caller's thread
+                box["error"] = e
+
+        thread = threading.Thread(target=target, daemon=True)
+        thread.start()
+        thread.join(self.env_timeout_s)
+        if thread.is_alive():
+            raise TimeoutError(f"env call {getattr(fn, '__name__', fn)} took over {self.env_timeout_s:g} s")
+        if "error" in box:
+            raise box["error"]
+        return box["value"]
 
     def _first_turn(self, live, contexts, params, group_size):
         # group live episodes by task so each distinct prompt is sent once with n samples
