@@ -57,9 +57,8 @@ class IsolatedVerifier:
     def __call__(self, task: Task, episode: Episode) -> Outcome:
         if self._proc is None or not self._proc.is_alive():
             self._start()
-        # the episode's text is all a verifier reads: send a light copy (no token lists)
-        light = Episode(task=task, group_id=episode.group_id, turns=episode.turns)
-        self._conn.send((task, light))
+        # send the turns only: rewards, errors and metrics are the caller's to fill in
+        self._conn.send((task, Episode(task=task, group_id=episode.group_id, turns=episode.turns)))
         if not self._conn.poll(self.timeout_s):
             self.close()
             raise VerifierError(f"verifier timed out after {self.timeout_s:g} s (worker restarted)")

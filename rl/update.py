@@ -146,6 +146,7 @@ def policy_update(policy, optimizer, scheduler, samples: list[Sample], advantage
                                optim.micro_batch_size, need_old, need_ref)
     pad_id = policy.tokenizer.pad_token_id
     stats, mismatch_max, skipped, tokens_seen = MetricSum(), 0.0, 0, 0
+    params = [p for p in policy.model.parameters() if p.requires_grad]
     for epoch in range(algo.epochs):
         order = torch.randperm(len(samples), generator=generator)
         for mb in [c.tolist() for c in torch.tensor_split(order, algo.minibatches) if len(c)]:
@@ -159,14 +160,19 @@ def policy_update(policy, optimizer, scheduler, samples: list[Sample], advantage
                 logprobs_bt, entropy_bt = token_logprobs(policy, batch, temperature, with_entropy=True)
                 old_bt = _stack(old, chunk, width, policy.device) if need_old else logprobs_bt.detach()
                 ref_bt = _stack(ref, chunk, width, policy.device) if need_ref else None
+                n_tok = float(mask_bt.sum())
+                # log(pi_trainer / pi_engine) on the tokens the engine sampled: both the mismatch
+                # metric and the truncated importance weights come from it
+                log_w_bt = (old_bt - batch.engine_logprobs_bt) * mask_bt
+                if epoch == 0:
+                    stats.add("logprob_mismatch/mean", log_w_bt.abs().sum() / max(n_tok, 1), n_tok)
+                    mismatch_max = max(mismatch_max, float(log_w_bt.abs().max()))
                 weights_bt = None
-                if algo.importance_correction == "tis":  # engine/trainer mismatch correction
-                    log_w_bt = (old_bt - batch.engine_logprobs_bt) * mask_bt
+                if algo.importance_correction == "tis":
                     weights_bt = log_w_bt.exp().clamp(max=algo.importance_cap)
-                    n_masked = max(float(mask_bt.sum()), 1.0)
-                    stats.add("importance/weight_mean", (weights_bt * mask_bt).sum() / n_masked, n_masked)
-                    stats.add("importance/capped_frac",
-                              ((log_w_bt.exp() > algo.importance_cap).float() * mask_bt).sum() / n_masked, n_masked)
+                    stats.add("importance/weight_mean", (weights_bt * mask_bt).sum() / max(n_tok, 1), n_tok)
+                    capped_bt = (log_w_bt.exp() > algo.importance_cap).float() * mask_bt
+                    stats.add("importance/capped_frac", capped_bt.sum() / max(n_tok, 1), n_tok)
                 loss, m = clipped_policy_loss(
                     logprobs_bt, old_bt, batch.advantages_b, mask_bt, importance_weights_bt=weights_bt,
                     clip_low=algo.clip_low, clip_high=algo.clip_high, aggregation=algo.aggregation,
@@ -175,19 +181,12 @@ def policy_update(policy, optimizer, scheduler, samples: list[Sample], advantage
                 )
                 finite = finite and bool(torch.isfinite(loss))
                 loss.backward()
-                n_tok = float(mask_bt.sum())
                 tokens_seen += int(n_tok)
                 stats.add("loss", loss.detach() * len(mb) / len(chunk), len(chunk))
                 stats.add("entropy", (entropy_bt * mask_bt).sum() / max(n_tok, 1), n_tok)
                 for name in ("clip_frac/low", "clip_frac/high", "kl"):
                     if name in m:
                         stats.add(name, m[name], n_tok)
-                if epoch == 0:  # engine vs trainer logprobs on the tokens the engine sampled
-                    trainer_bt = old_bt if need_old else logprobs_bt.detach()
-                    delta_bt = (trainer_bt - batch.engine_logprobs_bt).abs() * mask_bt
-                    stats.add("logprob_mismatch/mean", delta_bt.sum() / max(n_tok, 1), n_tok)
-                    mismatch_max = max(mismatch_max, float(delta_bt.max()))
-            params = [p for p in policy.model.parameters() if p.requires_grad]
             grad_norm = float(torch.nn.utils.clip_grad_norm_(params, optim.max_grad_norm))
             if finite and math.isfinite(grad_norm):
                 optimizer.step()
