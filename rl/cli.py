@@ -1,7 +1,8 @@
 """``horizon`` command line. Subcommands import their modules lazily so --help is instant.
 
     horizon train --config recipes/configs/grpo_chain_math.yaml [--key value ...]
-    horizon keys                       # every config key with its default
+    horizon distill --config recipes/configs/distill_chain_math.yaml [--key value ...]
+    horizon keys [train|distill]       # every config key with its default
 """
 
 from __future__ import annotations
@@ -14,8 +15,11 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # see README: OpenMP spin-w
 USAGE = """usage: horizon <command> [--config FILE.yaml] [--output_dir DIR] [--key value ...]
 
 commands:
-  train     GRPO training (same as python recipes/grpo_chain_math.py)
-  keys      list every config key of `train` with its default
+  train     GRPO training (same as python recipes/grpo_chain_math.py); with
+            --distill.teacher MODEL it is on-policy distillation
+  distill   teacher traces -> verifier filter -> SFT of the student -> eval
+            (same as python recipes/distill.py)
+  keys      list every config key of `train` (or `keys distill`) with its default
 
 Overrides use dotted keys: --max_steps 3 --rollout.group_size 4 --algorithm.kl_coef 0.02
 Add --resume to continue from the newest complete checkpoint in output_dir.
@@ -51,10 +55,23 @@ def run_train(argv: list[str]) -> int:
     return 0
 
 
+def run_distill(argv: list[str]) -> int:
+    from rl.config import DistillConfig, load_config
+    from rl.distill import distill
+
+    config, resume, overrides = split_args(argv)
+    cfg = load_config(DistillConfig, config, overrides)
+    path = distill(cfg, resume=resume)
+    print(f"output directory: {path}")
+    return 0
+
+
 def run_keys(argv: list[str]) -> int:
     import dataclasses
 
-    from rl.config import GRPOConfig, all_keys
+    from rl.config import DistillConfig, GRPOConfig, all_keys
+
+    cls = DistillConfig if argv[:1] == ["distill"] else GRPOConfig
 
     flat: dict = {}
 
@@ -66,13 +83,13 @@ def run_keys(argv: list[str]) -> int:
             else:
                 flat[prefix + f.name] = value
 
-    walk(GRPOConfig())
-    for key in all_keys(GRPOConfig):
+    walk(cls())
+    for key in all_keys(cls):
         print(f"{key} = {flat[key]!r}")
     return 0
 
 
-COMMANDS = {"train": run_train, "keys": run_keys}
+COMMANDS = {"train": run_train, "distill": run_distill, "keys": run_keys}
 
 
 def main(argv: list[str] | None = None) -> int:
