@@ -44,8 +44,11 @@ def seed_everything(seed: int) -> None:
 
 
 def save_checkpoint(root: Path, step: int, policy, optimizer, scheduler, state: dict[str, Any],
-                    keep_last: int = 3) -> Path:
-    """Write ``root/step_{step}`` atomically and prune older ones; returns its path."""
+                    keep_last: int = 3, extra: dict[str, Any] | None = None) -> Path:
+    """Write ``root/step_{step}`` atomically and prune older ones; returns its path.
+
+    ``extra``: more modules to save by name (e.g. PPO's ``value_head`` -> ``value_head.pt``).
+    """
     root.mkdir(parents=True, exist_ok=True)
     final = root / f"step_{step}"
     tmp = root / f".tmp-step_{step}"
@@ -55,6 +58,8 @@ def save_checkpoint(root: Path, step: int, policy, optimizer, scheduler, state: 
     torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
     torch.save(scheduler.state_dict(), tmp / "scheduler.pt")
     torch.save(rng_state(), tmp / "rng.pt")
+    for name, module in (extra or {}).items():
+        torch.save(module.state_dict(), tmp / f"{name}.pt")
     (tmp / STATE_FILE).write_text(json.dumps({"step": step, **state}, indent=2))
     if final.exists():
         shutil.rmtree(final)
@@ -72,9 +77,13 @@ def list_checkpoints(root: Path) -> list[Path]:
     return sorted(done, key=lambda p: int(p.name.split("_")[1]))
 
 
-def load_checkpoint(path: Path, policy, optimizer=None, scheduler=None) -> dict[str, Any]:
-    """Restore model weights (and optimizer, scheduler, RNG when given); returns state.json."""
+def load_checkpoint(path: Path, policy, optimizer=None, scheduler=None,
+                    extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Restore model weights (and optimizer, scheduler, RNG, ``extra`` modules when given);
+    returns state.json."""
     load_weights(path, policy)
+    for name, module in (extra or {}).items():
+        module.load_state_dict(torch.load(path / f"{name}.pt", weights_only=True))
     if optimizer is not None:
         optimizer.load_state_dict(torch.load(path / "optimizer.pt", weights_only=False))
     if scheduler is not None:

@@ -119,8 +119,7 @@ class RolloutConfig:
 
     def __post_init__(self) -> None:
         check(self.prompts_per_step >= 1, "rollout.prompts_per_step", "must be >= 1")
-        check(self.group_size >= 2, "rollout.group_size",
-              f"must be >= 2 (group-relative advantages need a group), got {self.group_size}")
+        check(self.group_size >= 1, "rollout.group_size", f"must be >= 1, got {self.group_size}")
         check(self.max_new_tokens >= 1, "rollout.max_new_tokens", "must be >= 1")
         check(self.temperature > 0, "rollout.temperature",
               f"must be > 0 (RL samples; greedy decoding has no exploration), got {self.temperature}")
@@ -143,32 +142,107 @@ class RewardConfig:
               f"must be >= 0 (0 = no isolation), got {self.verifier_timeout_s}")
 
 
+ALGORITHM_PRESETS: dict[str, dict[str, Any]] = {
+    # Shao et al. 2024 (DeepSeekMath): group-normalised advantages, per-sequence mean, KL in loss
+    "grpo": dict(advantage="grpo", aggregation="sequence", clip_low=0.2, clip_high=0.2,
+                 kl_coef=0.04, kl_mode="loss"),
+    # Liu et al. 2025 (Dr. GRPO): no std division, constant normaliser, no KL
+    "dr_grpo": dict(advantage="dr_grpo", aggregation="dr_grpo", clip_low=0.2, clip_high=0.2, kl_coef=0.0),
+    # Yu et al. 2025 (DAPO): clip-higher, token-level mean, dynamic sampling, overlong shaping, no KL
+    "dapo": dict(advantage="grpo", aggregation="token", clip_low=0.2, clip_high=0.28, kl_coef=0.0,
+                 dynamic_sampling=True, overlong_buffer=32, overlong_penalty=1.0),
+    # Zheng et al. 2025 (GSPO): sequence-level importance ratio with tight clipping
+    "gspo": dict(advantage="grpo", ratio_level="sequence", aggregation="sequence",
+                 clip_low=3e-4, clip_high=4e-4, kl_coef=0.0),
+    # Ahmadian et al. 2024 (RLOO): leave-one-out baseline
+    "rloo": dict(advantage="rloo", aggregation="token", clip_low=0.2, clip_high=0.2, kl_coef=0.0),
+    # Hu 2025 (REINFORCE++-baseline): group mean baseline, batch-wide normalisation, KL in reward
+    "reinforce_pp": dict(advantage="reinforce_pp", aggregation="token", clip_low=0.2, clip_high=0.2,
+                         kl_coef=0.01, kl_mode="reward", kl_estimator="k1"),
+    # Schulman et al. 2017 (PPO) as in Ouyang et al. 2022: value head + GAE, KL in reward
+    "ppo": dict(advantage="gae", aggregation="token", clip_low=0.2, clip_high=0.2, kl_coef=0.01,
+                kl_mode="reward", kl_estimator="k1", gamma=1.0, lam=0.95, vf_coef=0.1, value_clip=0.2,
+                epochs=2, minibatches=2),
+}
+
+
 @dataclass
 class AlgorithmConfig:
-    """Advantage estimator and clipped policy loss (see rl/algorithms)."""
+    """The policy-gradient algorithm: advantages, loss and their options (see rl/algorithms).
 
-    advantage: Literal["grpo", "dr_grpo"] = "grpo"
+    ``preset`` fills every key it names (table in ``ALGORITHM_PRESETS`` and the README); keys
+    given explicitly in the YAML or on the command line override the preset's. ``algorithm: ppo``
+    (a bare name) is shorthand for ``algorithm: {preset: ppo}``.
+    """
+
+    preset: Literal["custom", "grpo", "dr_grpo", "dapo", "gspo", "rloo", "reinforce_pp", "ppo"] = "custom"
+    advantage: Literal["grpo", "dr_grpo", "rloo", "reinforce_pp", "gae"] = "grpo"
     clip_low: float = 0.2
     clip_high: float = 0.28
+    ratio_level: Literal["token", "sequence"] = "token"  # sequence: GSPO
     aggregation: Literal["token", "sequence", "dr_grpo"] = "token"
     kl_coef: float = 0.0
+    kl_mode: Literal["loss", "reward"] = "loss"  # KL penalty in the loss, or per-token in the reward
     kl_estimator: Literal["k1", "k2", "k3"] = "k3"
     log_kl: bool = True  # compute KL to the reference for the logs even when kl_coef is 0
+    entropy_coef: float = 0.0  # entropy bonus in the loss
     # truncated importance sampling (Yao et al. 2025, "Your efficient RL framework secretly brings
     # you off-policy RL training"): weight = min(pi_trainer / pi_engine, cap) on the policy term
     importance_correction: Literal["tis", "none"] = "tis"
     importance_cap: float = 2.0
     epochs: int = 1
     minibatches: int = 1
-    drop_zero_advantage_groups: bool = False
+    drop_zero_advantage_groups: bool = False  # skip all-equal-reward groups (no refill)
+    dynamic_sampling: bool = False  # DAPO: drop all-equal groups and refill with new prompts
+    max_sampling_rounds: int = 4  # dynamic sampling: at most this many rollout rounds per step
+    overlong_buffer: int = 0  # DAPO soft overlong penalty over the last N tokens of the budget; 0 = off
+    overlong_penalty: float = 1.0
+    filter_truncated: bool = False  # leave completions cut at max_new_tokens out of the loss
+    # PPO (advantage: gae): value head on the policy's last hidden state
+    gamma: float = 1.0
+    lam: float = 0.95
+    vf_coef: float = 0.1
+    value_lr: float = 5e-3  # the value head's learning rate (it starts from zero)
+    value_clip: float | None = 0.2
+    whiten_advantages: bool = True
 
     def __post_init__(self) -> None:
         check(0 < self.clip_low < 1, "algorithm.clip_low", f"must be in (0, 1), got {self.clip_low}")
         check(self.clip_high > 0, "algorithm.clip_high", f"must be > 0, got {self.clip_high}")
         check(self.kl_coef >= 0, "algorithm.kl_coef", f"must be >= 0, got {self.kl_coef}")
+        check(self.entropy_coef >= 0, "algorithm.entropy_coef", f"must be >= 0, got {self.entropy_coef}")
         check(self.importance_cap >= 1, "algorithm.importance_cap", f"must be >= 1, got {self.importance_cap}")
         check(self.epochs >= 1, "algorithm.epochs", "must be >= 1")
         check(self.minibatches >= 1, "algorithm.minibatches", "must be >= 1")
+        check(self.max_sampling_rounds >= 1, "algorithm.max_sampling_rounds", "must be >= 1")
+        check(self.overlong_buffer >= 0, "algorithm.overlong_buffer", "must be >= 0 (0 = off)")
+        check(self.overlong_penalty >= 0, "algorithm.overlong_penalty", "must be >= 0")
+        check(0 <= self.gamma <= 1, "algorithm.gamma", f"must be in [0, 1], got {self.gamma}")
+        check(0 <= self.lam <= 1, "algorithm.lam", f"must be in [0, 1], got {self.lam}")
+        check(self.vf_coef >= 0, "algorithm.vf_coef", "must be >= 0")
+        check(self.value_lr > 0, "algorithm.value_lr", "must be > 0")
+        check(self.value_clip is None or self.value_clip > 0, "algorithm.value_clip", "must be > 0 or null")
+        check(not (self.advantage == "gae" and self.vf_coef == 0), "algorithm.vf_coef",
+              "advantage: gae (PPO) learns a value head: vf_coef must be > 0")
+        check(not (self.advantage == "gae" and self.ratio_level == "sequence"), "algorithm.ratio_level",
+              "GAE gives per-token advantages; the sequence-level (GSPO) ratio needs one advantage per "
+              "sequence: use ratio_level: token with advantage: gae")
+
+
+def apply_algorithm_preset(raw: dict[str, Any]) -> dict[str, Any]:
+    """Expand ``algorithm: NAME`` / ``algorithm: {preset: NAME, ...}`` in a raw config dict."""
+    section = raw.get("algorithm")
+    if isinstance(section, str):
+        section = {"preset": section}
+    if isinstance(section, dict) and section.get("preset", "custom") != "custom":
+        name = section["preset"]
+        if name not in ALGORITHM_PRESETS:
+            raise ConfigError(f"config key 'algorithm.preset': {name!r} is not one of "
+                              f"{['custom', *ALGORITHM_PRESETS]}")
+        section = {**ALGORITHM_PRESETS[name], **section}
+    if section is not None:
+        raw = {**raw, "algorithm": section}
+    return raw
 
 
 @dataclass
@@ -186,6 +260,23 @@ class OptimConfig:
         check(self.max_grad_norm > 0, "optim.max_grad_norm", "must be > 0")
         check(self.micro_batch_size >= 1, "optim.micro_batch_size", "must be >= 1")
         check(self.max_nonfinite_streak >= 1, "optim.max_nonfinite_streak", "must be >= 1")
+
+
+@dataclass
+class OnPolicyDistillConfig:
+    """On-policy distillation inside the RL loop: the student samples, a frozen teacher scores
+    the student's tokens, and the per-token reverse KL ``-(log p_student - log p_teacher)`` is
+    a dense per-token advantage (Agarwal et al. 2024, GKD; Lu & Thinking Machines 2025).
+    ``teacher: null`` turns it off. Teacher and student must share a tokenizer.
+    """
+
+    teacher: str | None = None  # built-in model name or local HF directory
+    coef: float = 1.0  # weight of the per-token reverse-KL advantage
+    outcome_coef: float = 0.0  # weight of the group-relative outcome advantage added to it
+
+    def __post_init__(self) -> None:
+        check(self.coef >= 0, "distill.coef", f"must be >= 0, got {self.coef}")
+        check(self.outcome_coef >= 0, "distill.outcome_coef", f"must be >= 0, got {self.outcome_coef}")
 
 
 @dataclass
@@ -208,6 +299,7 @@ class GRPOConfig:
     reward: RewardConfig = field(default_factory=RewardConfig)
     algorithm: AlgorithmConfig = field(default_factory=AlgorithmConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
+    distill: OnPolicyDistillConfig = field(default_factory=OnPolicyDistillConfig)
 
     def __post_init__(self) -> None:
         check(self.max_steps >= 1, "max_steps", f"must be >= 1, got {self.max_steps}")
@@ -218,6 +310,119 @@ class GRPOConfig:
         check(not (self.algorithm.kl_coef > 0 and self.lora.r == 0), "algorithm.kl_coef",
               "a KL penalty needs a reference policy: with lora.r: 0 (full fine-tune) there is none; "
               "set lora.r > 0 or algorithm.kl_coef: 0")
+        check(self.rollout.group_size >= 2 or self.algorithm.advantage == "gae", "rollout.group_size",
+              f"must be >= 2 for group-relative advantages ({self.algorithm.advantage}); only PPO "
+              f"(algorithm.advantage: gae) works with 1, got {self.rollout.group_size}")
+        check(self.algorithm.overlong_buffer <= self.rollout.max_new_tokens, "algorithm.overlong_buffer",
+              f"must be <= rollout.max_new_tokens ({self.rollout.max_new_tokens}), got "
+              f"{self.algorithm.overlong_buffer}")
+        check(not (self.algorithm.advantage == "gae" and self.distill.teacher), "distill.teacher",
+              "on-policy distillation sets per-token advantages itself; it cannot be combined with "
+              "PPO (advantage: gae). Use a group estimator (grpo, rloo, ...)")
+        check(not (self.distill.teacher and self.algorithm.kl_mode == "reward" and self.algorithm.kl_coef > 0),
+              "algorithm.kl_mode", "on-policy distillation's reward is already a per-token KL (to the "
+              "teacher); use kl_mode: loss for a KL to the reference")
+
+
+@dataclass
+class TeacherConfig:
+    """Who writes the traces a student is fine-tuned on.
+
+    ``kind``: ``oracle`` (the env's exact solver, e.g. chain_math), ``model`` (a built-in name or
+    local HF directory sampled by a rollout engine) or ``openai`` (any OpenAI-compatible
+    endpoint: ``base_url`` + ``model``; the key is read from the env var ``api_key_env``).
+    """
+
+    kind: Literal["oracle", "model", "openai"] = "oracle"
+    model: str | None = None
+    base_url: str | None = None
+    api_key_env: str = "OPENAI_API_KEY"
+    engine: Literal["hf", "vllm", "auto"] = "auto"  # kind: model
+    samples_per_task: int = 1  # k traces per task; the verifier keeps the correct ones
+    temperature: float = 0.7
+    max_new_tokens: int = 256
+
+    def __post_init__(self) -> None:
+        check(self.samples_per_task >= 1, "teacher.samples_per_task", "must be >= 1")
+        check(self.temperature >= 0, "teacher.temperature", "must be >= 0 (0 = greedy)")
+        check(self.max_new_tokens >= 1, "teacher.max_new_tokens", "must be >= 1")
+        check(not (self.temperature == 0 and self.samples_per_task > 1), "teacher.samples_per_task",
+              "greedy decoding (teacher.temperature: 0) gives k identical traces: set it to 1 or raise "
+              "the temperature")
+        if self.kind in ("model", "openai"):
+            check(bool(self.model), "teacher.model",
+                  f"teacher.kind: {self.kind} needs a model (a built-in name / local directory, or the "
+                  "endpoint's model name)")
+        if self.kind == "openai":
+            check(bool(self.base_url), "teacher.base_url",
+                  "teacher.kind: openai needs base_url, e.g. http://localhost:8000/v1")
+
+
+@dataclass
+class SFTSectionConfig:
+    """Student fine-tuning on the accepted traces (TRL ``SFTTrainer``, completion-only loss)."""
+
+    max_steps: int = 80
+    batch_size: int = 16
+    lr: float = 2.0e-4
+    warmup_ratio: float = 0.05
+    lr_scheduler: Literal["cosine", "linear", "constant"] = "cosine"
+    max_length: int = 512
+    logging_steps: int = 5
+    save_every: int = 40  # TRL checkpoints in <output_dir>/sft/, used by --resume
+
+    def __post_init__(self) -> None:
+        check(self.max_steps >= 1, "sft.max_steps", "must be >= 1")
+        check(self.batch_size >= 1, "sft.batch_size", "must be >= 1")
+        check(self.lr > 0, "sft.lr", f"must be > 0, got {self.lr}")
+        check(0 <= self.warmup_ratio < 1, "sft.warmup_ratio", "must be in [0, 1)")
+        check(self.max_length >= 32, "sft.max_length", "must be >= 32")
+        check(self.logging_steps >= 1 and self.save_every >= 1, "sft.save_every", "must be >= 1")
+
+
+@dataclass
+class EvalConfig:
+    """Greedy pass@1 on held-out tasks, per horizon (the horizon curve)."""
+
+    horizons: list[int] = field(default_factory=lambda: [1, 2, 4, 8])
+    tasks_per_horizon: int = 40
+    seed: int = 987_654  # a task stream disjoint in seed from training (overlaps are also removed)
+    max_new_tokens: int = 256
+    engine: Literal["hf", "vllm", "auto"] = "auto"
+
+    def __post_init__(self) -> None:
+        check(bool(self.horizons) and all(1 <= h <= 64 for h in self.horizons), "eval.horizons",
+              f"must be a non-empty list of horizons in 1..64, got {self.horizons}")
+        check(self.tasks_per_horizon >= 1, "eval.tasks_per_horizon", "must be >= 1")
+
+
+@dataclass
+class DistillConfig:
+    """``horizon distill``: teacher traces -> verifier filter -> SFT of the student -> eval."""
+
+    model: str = "tiny-random"  # the student
+    output_dir: str = "runs/distill"
+    seed: int = 0
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
+    num_tasks: int = 1600  # tasks drawn from the env for traces
+    stages: list[str] = field(default_factory=lambda: ["traces", "eval_before", "sft", "eval_after"])
+    progress: bool = True
+    env: EnvConfig = field(default_factory=EnvConfig)
+    teacher: TeacherConfig = field(default_factory=TeacherConfig)
+    reward: RewardConfig = field(default_factory=RewardConfig)
+    lora: LoraConfig = field(default_factory=LoraConfig)
+    sft: SFTSectionConfig = field(default_factory=SFTSectionConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+
+    STAGES = ("traces", "eval_before", "sft", "eval_after")
+
+    def __post_init__(self) -> None:
+        check(self.num_tasks >= 1, "num_tasks", "must be >= 1")
+        check(bool(self.model), "model", "must name a built-in model or a local directory")
+        unknown = [s for s in self.stages if s not in self.STAGES]
+        check(not unknown and bool(self.stages), "stages",
+              f"unknown stage(s) {unknown}: choose from {list(self.STAGES)}")
 
 
 # --------------------------------------------------------------------------- loading
@@ -239,7 +444,13 @@ def load_config(cls: type, path: str | Path | None = None, overrides: list[str] 
             raise ConfigError(f"config file '{path}' must hold a mapping of keys, got {type(loaded).__name__}")
         raw = loaded
     for key, value in parse_overrides(overrides or []):
+        if key == "algorithm" and isinstance(raw.get("algorithm"), dict):
+            key = "algorithm.preset"  # --algorithm ppo on top of a YAML algorithm section
+        elif key.startswith("algorithm.") and isinstance(raw.get("algorithm"), str):
+            raw["algorithm"] = {"preset": raw["algorithm"]}
         _set_dotted(raw, key, value)
+    if "algorithm" in {f.name for f in dataclasses.fields(cls)}:
+        raw = apply_algorithm_preset(raw)
     return from_dict(cls, raw)
 
 

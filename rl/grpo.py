@@ -1,4 +1,9 @@
-"""The GRPO trainer: collect -> score -> advantages -> update -> sync -> log -> checkpoint.
+"""The policy-gradient trainer: collect -> score -> advantages -> update -> sync -> log -> checkpoint.
+
+One loop for the whole algorithm table (``algorithm.preset``: grpo, dr_grpo, dapo, gspo, rloo,
+reinforce_pp, ppo) and for on-policy distillation (``distill.teacher``): the group estimators
+give one advantage per episode; PPO (``advantage: gae``) adds a value head and per-token GAE
+advantages; KL-in-reward and the teacher's reverse KL make advantages per token too.
 
 Each stage is a named function; ``train(cfg)`` only calls them in order. The policy is a LoRA
 adapter on a frozen base (peft); the reference for the KL is the same model with the adapter
@@ -38,21 +43,58 @@ def step_seed(seed: int, step: int) -> int:
 # ---------------------------------------------------------------- stages
 
 
-def collect(runner: Runner, source, cfg: GRPOConfig, params, step: int) -> list[EpisodeGroup]:
-    tasks = source.sample(cfg.rollout.prompts_per_step)
-    return runner.run(tasks, cfg.rollout.group_size, params.with_seed(step_seed(cfg.seed, step)))
+def collect(runner: Runner, source, cfg: GRPOConfig, params, step: int, reward_fn) -> tuple[list, list, dict]:
+    """Sample and score one step's groups; returns ``(groups, dropped_groups, metrics)``.
+
+    With ``algorithm.dynamic_sampling`` (DAPO), groups whose scored rewards are all equal are
+    set aside and new prompts are drawn until ``prompts_per_step`` informative groups are kept
+    or ``max_sampling_rounds`` rounds ran (then the step trains on what it has).
+    """
+    algo, want = cfg.algorithm, cfg.rollout.prompts_per_step
+    kept, dropped, rounds = [], [], 0
+    while len(kept) < want and rounds < (algo.max_sampling_rounds if algo.dynamic_sampling else 1):
+        seed = step_seed(cfg.seed, step) + 104_729 * rounds
+        groups = runner.run(source.sample(want - len(kept) if rounds else want), cfg.rollout.group_size,
+                            params.with_seed(seed))
+        score(groups, reward_fn, cfg)
+        rounds += 1
+        for group in groups:
+            informative = len({e.reward for e in group.scored}) > 1
+            (kept if informative or not algo.dynamic_sampling else dropped).append(group)
+    metrics = {"dynamic/rounds": float(rounds), "dynamic/dropped_groups": float(len(dropped))} \
+        if algo.dynamic_sampling else {}
+    return kept, dropped, metrics
 
 
-def score(groups: list[EpisodeGroup], reward_fn) -> None:
+def score(groups: list[EpisodeGroup], reward_fn, cfg: GRPOConfig | None = None) -> None:
+    """Score every episode; with ``algorithm.overlong_buffer`` add DAPO's soft length penalty."""
+    from rl.algorithms.shaping import overlong_penalty
+
     for group in groups:
         for episode in group.episodes:
             reward_fn(episode)
+    if cfg is None or cfg.algorithm.overlong_buffer == 0:
+        return
+    scored = [e for g in groups for e in g.scored]
+    if scored:
+        lengths = torch.tensor([e.num_policy_tokens for e in scored])
+        penalties = overlong_penalty(lengths, cfg.rollout.max_new_tokens, cfg.algorithm.overlong_buffer,
+                                     cfg.algorithm.overlong_penalty)
+        for episode, penalty in zip(scored, penalties.tolist()):
+            episode.reward_terms["overlong"] = penalty
+            episode.reward += penalty
 
 
 def assign_advantages(groups: list[EpisodeGroup], estimator: str) -> None:
-    """Set ``episode.advantage`` from its group's scored rewards (unscored episodes: None)."""
-    from rl.algorithms.advantages import ADVANTAGE_ESTIMATORS
+    """Set ``episode.advantage`` from its group's scored rewards (unscored episodes: None).
 
+    ``reinforce_pp`` then whitens all the step's advantages together (REINFORCE++'s global
+    normalisation); ``gae`` (PPO) leaves them unset: its advantages are per token, from GAE.
+    """
+    from rl.algorithms.advantages import ADVANTAGE_ESTIMATORS, normalize_batch
+
+    if estimator == "gae":
+        return
     fn = ADVANTAGE_ESTIMATORS[estimator]
     for group in groups:
         scored = group.scored
@@ -61,20 +103,34 @@ def assign_advantages(groups: list[EpisodeGroup], estimator: str) -> None:
         advantages_g = fn(torch.tensor([e.reward for e in scored], dtype=torch.float32))
         for episode, adv in zip(scored, advantages_g.tolist()):
             episode.advantage = adv
+    if estimator == "reinforce_pp":
+        scored = [e for g in groups for e in g.scored]
+        if scored:
+            normalised = normalize_batch(torch.tensor([e.advantage for e in scored]))
+            for episode, adv in zip(scored, normalised.tolist()):
+                episode.advantage = adv
 
 
-def training_samples(groups: list[EpisodeGroup], drop_zero_groups: bool) -> tuple[list[Sample], list[float]]:
-    """Flatten scored episodes into samples with their advantages."""
-    samples, advantages = [], []
+def training_samples(groups: list[EpisodeGroup], drop_zero_groups: bool, filter_truncated: bool = False
+                     ) -> tuple[list[Sample], list[float], list[float]]:
+    """Flatten scored episodes into ``(samples, advantages, rewards)``.
+
+    ``drop_zero_groups`` skips groups whose advantages are all 0 (no signal);
+    ``filter_truncated`` leaves out episodes cut at the token limit (they stay in baselines).
+    """
+    samples, advantages, rewards = [], [], []
     for group in groups:
         scored = group.scored
         if drop_zero_groups and all(e.advantage == 0.0 for e in scored):
             continue
         for episode in scored:
+            if filter_truncated and episode.stop_reason == "length":
+                continue
             for sample in episode.to_samples():
                 samples.append(sample)
-                advantages.append(episode.advantage)
-    return samples, advantages
+                advantages.append(episode.advantage if episode.advantage is not None else 0.0)
+                rewards.append(episode.reward)
+    return samples, advantages, rewards
 
 
 def rollout_metrics(groups: list[EpisodeGroup], max_new_tokens: int) -> dict[str, float]:
@@ -93,7 +149,7 @@ def rollout_metrics(groups: list[EpisodeGroup], max_new_tokens: int) -> dict[str
         "errors/verifier": float(sum(e.has_error("verifier") for e in episodes)),
         "errors/env": float(sum(e.has_error("env") for e in episodes)),
         "groups/zero_adv_frac": statistics.fmean(
-            all(e.advantage == 0.0 for e in g.scored) for g in groups if g.scored
+            len({e.reward for e in g.scored}) == 1 for g in groups if g.scored
         ) if any(g.scored for g in groups) else 0.0,
     }
     for term in sorted({t for e in scored for t in e.reward_terms}):
@@ -125,9 +181,32 @@ def check_failures(groups: list[EpisodeGroup], max_failed_frac: float, step: int
         )
 
 
-def _optimizer(policy, cfg: GRPOConfig):
-    params = [p for p in policy.model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(params, lr=cfg.optim.lr, weight_decay=cfg.optim.weight_decay)
+def _kl_in_reward(cfg: GRPOConfig) -> bool:
+    return cfg.algorithm.kl_mode == "reward" and cfg.algorithm.kl_coef > 0
+
+
+def dense_advantages(policy, value_head, samples, advantages, rewards, cfg: GRPOConfig):
+    """Per-token advantages for PPO (GAE) or KL-in-reward; returns
+    ``(advantages, returns | None, precomputed passes, metrics)``."""
+    from rl.token_advantages import gae_targets, with_kl_reward
+    from rl.update import needs_reference, reference_pass
+
+    algo = cfg.algorithm
+    precomputed = reference_pass(policy, samples, cfg.rollout.temperature, cfg.optim.micro_batch_size,
+                                 need_old=True, need_ref=needs_reference(policy, algo), value_head=value_head)
+    old, ref, values = precomputed
+    if value_head is not None:
+        advantages, returns, metrics = gae_targets(samples, rewards, old, ref, values, algo)
+        return advantages, returns, precomputed, metrics
+    advantages, metrics = with_kl_reward(samples, advantages, old, ref, algo)
+    return advantages, None, precomputed, metrics
+
+
+def _optimizer(policy, cfg: GRPOConfig, value_head=None):
+    groups = [{"params": [p for p in policy.model.parameters() if p.requires_grad]}]
+    if value_head is not None:  # a fresh head needs a far larger step than the LoRA weights
+        groups.append({"params": list(value_head.parameters()), "lr": cfg.algorithm.value_lr})
+    optimizer = torch.optim.AdamW(groups, lr=cfg.optim.lr, weight_decay=cfg.optim.weight_decay)
     warmup = cfg.optim.warmup_steps
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda s: min(1.0, (s + 1) / (warmup + 1)) if warmup else 1.0
@@ -135,13 +214,13 @@ def _optimizer(policy, cfg: GRPOConfig):
     return optimizer, scheduler
 
 
-def _resume(run: RunDir, policy, optimizer, scheduler, source) -> dict:
+def _resume(run: RunDir, policy, optimizer, scheduler, source, extra=None) -> dict:
     """Restore the newest complete checkpoint; returns its state (``{"step": 0}`` if none)."""
     checkpoints = list_checkpoints(run.checkpoints)
     if not checkpoints:
         run.truncate_metrics_after(0)  # nothing to resume from: start the files over
         return {"step": 0}
-    state = load_checkpoint(checkpoints[-1], policy, optimizer, scheduler)
+    state = load_checkpoint(checkpoints[-1], policy, optimizer, scheduler, extra=extra)
     source.load_state_dict(state["source"])
     run.truncate_metrics_after(state["step"])
     return state
@@ -156,6 +235,12 @@ def train(cfg: GRPOConfig, resume: bool = False) -> Path:
     from rl.update import policy_update
 
     check_model_available(cfg.model)  # fail before any expensive work
+    if cfg.distill.teacher:
+        from rl.distill_online import check_same_tokenizer
+        from rl.models import load_tokenizer
+
+        check_model_available(cfg.distill.teacher)
+        check_same_tokenizer(load_tokenizer(cfg.model), load_tokenizer(cfg.distill.teacher), cfg.distill.teacher)
     if not resume and (Path(cfg.output_dir) / "metrics.jsonl").exists():
         raise ConfigError(
             f"output_dir '{cfg.output_dir}' already holds a run: pass --resume to continue it, "
@@ -167,8 +252,19 @@ def train(cfg: GRPOConfig, resume: bool = False) -> Path:
     source = build_task_source(cfg.env, cfg.seed)
     reward_fn = build_reward(cfg.env, cfg.reward)
     policy = load_policy(cfg.model, lora=cfg.lora, dtype=cfg.dtype, device=cfg.device)
-    optimizer, scheduler = _optimizer(policy, cfg)
-    state = _resume(run, policy, optimizer, scheduler, source) if resume else {"step": 0}
+    value_head = None
+    if cfg.algorithm.advantage == "gae":
+        from rl.value_head import build_value_head
+
+        value_head = build_value_head(policy)
+    extra = {"value_head": value_head} if value_head is not None else None
+    optimizer, scheduler = _optimizer(policy, cfg, value_head)
+    teacher = None
+    if cfg.distill.teacher:
+        from rl.distill_online import TeacherScorer
+
+        teacher = TeacherScorer(cfg.distill.teacher, policy.tokenizer, device=cfg.device, dtype=cfg.dtype)
+    state = _resume(run, policy, optimizer, scheduler, source, extra) if resume else {"step": 0}
     start, nonfinite_streak = state["step"], state.get("nonfinite_streak", 0)
     engine = build_engine(cfg.rollout, policy, seed=cfg.seed)
     params = sampling_params(cfg.rollout, policy.tokenizer)
@@ -177,17 +273,28 @@ def train(cfg: GRPOConfig, resume: bool = False) -> Path:
         with Progress(cfg.max_steps, start, enabled=cfg.progress) as progress:
             for step in range(start + 1, cfg.max_steps + 1):
                 t_step = time.perf_counter()
-                groups = collect(runner, source, cfg, params, step)
+                groups, dropped, sampling_metrics = collect(runner, source, cfg, params, step, reward_fn)
                 t_rollout = time.perf_counter() - t_step
-                score(groups, reward_fn)
                 assign_advantages(groups, cfg.algorithm.advantage)
-                run.write_rollouts(step, [e.to_record(step) for g in groups for e in g.episodes])
-                check_failures(groups, cfg.max_failed_frac, step)
-                samples, advantages = training_samples(groups, cfg.algorithm.drop_zero_advantage_groups)
+                run.write_rollouts(step, [e.to_record(step) for g in groups + dropped for e in g.episodes])
+                check_failures(groups + dropped, cfg.max_failed_frac, step)
+                # with a teacher every sample carries a dense signal: keep all-equal-reward groups
+                samples, advantages, rewards = training_samples(
+                    groups, cfg.algorithm.drop_zero_advantage_groups and teacher is None
+                    and value_head is None, cfg.algorithm.filter_truncated)
+                dense_metrics, precomputed, returns = {}, None, None
+                if teacher is not None and samples:
+                    advantages, dense_metrics = teacher.advantages(
+                        policy, samples, advantages, cfg.distill.coef, cfg.distill.outcome_coef,
+                        cfg.rollout.temperature, cfg.optim.micro_batch_size)
+                elif samples and (value_head is not None or _kl_in_reward(cfg)):
+                    advantages, returns, precomputed, dense_metrics = dense_advantages(
+                        policy, value_head, samples, advantages, rewards, cfg)
                 generator = torch.Generator().manual_seed(step_seed(cfg.seed, step))
                 update = policy_update(policy, optimizer, scheduler, samples, advantages,
                                        cfg.algorithm, cfg.optim, cfg.rollout.temperature,
-                                       cfg.rollout.max_new_tokens, generator)
+                                       cfg.rollout.max_new_tokens, generator, value_head=value_head,
+                                       returns=returns, precomputed=precomputed)
                 maybe_fail("after_update", step)
                 nonfinite_streak = nonfinite_streak + 1 if update.get("update/skipped_nonfinite") else 0
                 if nonfinite_streak >= cfg.optim.max_nonfinite_streak:
@@ -201,6 +308,8 @@ def train(cfg: GRPOConfig, resume: bool = False) -> Path:
                 metrics = {
                     **rollout_metrics(groups, cfg.rollout.max_new_tokens),
                     **update,
+                    **dense_metrics,
+                    **sampling_metrics,
                     "engine": engine.name,
                     "time/rollout_s": t_rollout,
                     "tokens_per_s/rollout": n_tokens / t_rollout if t_rollout > 0 else 0.0,
@@ -212,7 +321,7 @@ def train(cfg: GRPOConfig, resume: bool = False) -> Path:
                     save_checkpoint(run.checkpoints, step, policy, optimizer, scheduler,
                                     {"source": source.state_dict(), "seed": cfg.seed,
                                      "nonfinite_streak": nonfinite_streak},
-                                    keep_last=cfg.keep_last)
+                                    keep_last=cfg.keep_last, extra=extra)
                     maybe_fail("after_checkpoint", step)
                 progress.advance(row)
     finally:

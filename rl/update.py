@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import torch
 
-from rl.algorithms.losses import clipped_policy_loss, entropy_from_logits
+from rl.algorithms.losses import clipped_policy_loss, clipped_value_loss, entropy_from_logits
 from rl.config import AlgorithmConfig, OptimConfig
 from rl.types import Sample
 
@@ -27,12 +27,19 @@ class MicroBatch:
     attention_mask_bt: torch.Tensor
     loss_mask_bt: torch.Tensor       # 1 on policy tokens
     engine_logprobs_bt: torch.Tensor
-    advantages_b: torch.Tensor
+    advantages_bt: torch.Tensor      # per token (a per-sample advantage is broadcast over its row)
 
 
-def collate(samples: list[Sample], index: list[int], advantages: list[float], pad_id: int,
+Advantage = float | list[float]  # one per sample, or one per token of the sample (dense rewards)
+
+
+def collate(samples: list[Sample], index: list[int], advantages: list[Advantage], pad_id: int,
             device) -> MicroBatch:
-    """Right-pad ``samples[index]`` into tensors on ``device``."""
+    """Right-pad ``samples[index]`` into tensors on ``device``.
+
+    ``advantages[i]`` is a float (broadcast over sample i's tokens) or a list of
+    ``len(samples[i])`` per-token values (only policy tokens matter: the loss masks the rest).
+    """
     width = max(len(samples[i]) for i in index)
 
     def pad(values, fill):
@@ -45,26 +52,42 @@ def collate(samples: list[Sample], index: list[int], advantages: list[float], pa
         attention_mask_bt=torch.tensor([pad([1] * len(s), 0) for s in rows], device=device),
         loss_mask_bt=torch.tensor([pad(s.loss_mask, 0) for s in rows], device=device, dtype=torch.float32),
         engine_logprobs_bt=torch.tensor([pad(s.old_logprobs, 0.0) for s in rows], device=device),
-        advantages_b=torch.tensor([advantages[i] for i in index], device=device, dtype=torch.float32),
+        advantages_bt=torch.tensor([pad(_advantage_row(advantages[i], len(samples[i]), i), 0.0) for i in index],
+                                   device=device, dtype=torch.float32),
     )
 
 
-def token_logprobs(policy, batch: MicroBatch, temperature: float, with_entropy: bool = False):
-    """Per-token logprobs ``[B, T]`` of ``input_ids`` (position 0 gets 0) and optionally entropy.
+def _advantage_row(advantage: Advantage, length: int, i: int) -> list[float]:
+    if isinstance(advantage, (int, float)):
+        return [float(advantage)] * length
+    row = [float(a) for a in advantage]
+    if len(row) != length:
+        raise ValueError(f"sample {i}: {len(row)} per-token advantages for {length} tokens")
+    return row
 
-    Returns ``(logprobs_bt, entropy_bt | None)``; entropy is computed without gradient.
+
+def token_logprobs(policy, batch: MicroBatch, temperature: float, with_entropy: bool = False,
+                   value_head=None, entropy_grad: bool = False):
+    """Per-token logprobs ``[B, T]`` of ``input_ids`` (position 0 gets 0), entropy and values.
+
+    Returns ``(logprobs_bt, entropy_bt | None, values_bt | None)``. Entropy is computed without
+    gradient unless ``entropy_grad`` (an entropy bonus in the loss); values come from
+    ``value_head`` on the last hidden state (PPO), in the same forward pass.
     """
     with policy.autocast():
-        logits_btv = policy.model(input_ids=batch.input_ids_bt, attention_mask=batch.attention_mask_bt).logits
-    logits_btv = logits_btv[:, :-1].float() / temperature
+        out = policy.model(input_ids=batch.input_ids_bt, attention_mask=batch.attention_mask_bt,
+                           output_hidden_states=value_head is not None)
+    logits_btv = out.logits[:, :-1].float() / temperature
     targets_bt = batch.input_ids_bt[:, 1:]
     logprobs_bt = logits_btv.gather(-1, targets_bt.unsqueeze(-1)).squeeze(-1) - logits_btv.logsumexp(-1)
     logprobs_bt = torch.nn.functional.pad(logprobs_bt, (1, 0))
     entropy_bt = None
     if with_entropy:
-        with torch.no_grad():
-            entropy_bt = torch.nn.functional.pad(entropy_from_logits(logits_btv.detach()), (1, 0))
-    return logprobs_bt, entropy_bt
+        with torch.set_grad_enabled(entropy_grad and torch.is_grad_enabled()):
+            source = logits_btv if entropy_grad else logits_btv.detach()
+            entropy_bt = torch.nn.functional.pad(entropy_from_logits(source), (1, 0))
+    values_bt = value_head(out.hidden_states[-1]) if value_head is not None else None
+    return logprobs_bt, entropy_bt, values_bt
 
 
 def micro_batches(samples: list[Sample], index: list[int], size: int) -> list[list[int]]:
@@ -94,22 +117,33 @@ class MetricSum:
 
 
 @torch.no_grad()
-def _reference_pass(policy, samples, advantages, algo, temperature, micro_size, need_old, need_ref):
-    """Old (trainer) and reference logprobs per sample, as 1-D tensors (no gradient)."""
-    old, ref = [None] * len(samples), [None] * len(samples)
+def reference_pass(policy, samples: list[Sample], temperature: float, micro_size: int, need_old: bool,
+                   need_ref: bool, value_head=None):
+    """Pre-update per-sample 1-D tensors (no gradient): ``(old, ref, values)``.
+
+    ``old``: the trainer's logprobs now (pi_old), ``ref``: with the LoRA adapter disabled,
+    ``values``: the value head's (PPO); each a list of None where not asked for.
+    """
+    old, ref, values = [None] * len(samples), [None] * len(samples), [None] * len(samples)
     pad_id = policy.tokenizer.pad_token_id
+    was_training = policy.model.training
+    policy.model.eval()
     for chunk in micro_batches(samples, list(range(len(samples))), micro_size):
-        batch = collate(samples, chunk, advantages, pad_id, policy.device)
-        if need_old:
-            lp, _ = token_logprobs(policy, batch, temperature)
+        batch = collate(samples, chunk, [0.0] * len(samples), pad_id, policy.device)
+        if need_old or value_head is not None:
+            lp, _, v = token_logprobs(policy, batch, temperature, value_head=value_head)
             for row, i in enumerate(chunk):
-                old[i] = lp[row, : len(samples[i])]
+                if need_old:
+                    old[i] = lp[row, : len(samples[i])]
+                if v is not None:
+                    values[i] = v[row, : len(samples[i])].float()
         if need_ref:
             with policy.reference():
-                lp, _ = token_logprobs(policy, batch, temperature)
+                lp, _, _ = token_logprobs(policy, batch, temperature)
             for row, i in enumerate(chunk):
                 ref[i] = lp[row, : len(samples[i])]
-    return old, ref
+    policy.model.train(was_training)
+    return old, ref, values
 
 
 def _stack(per_sample, chunk, width, device):
@@ -119,15 +153,26 @@ def _stack(per_sample, chunk, width, device):
     return out
 
 
-def policy_update(policy, optimizer, scheduler, samples: list[Sample], advantages: list[float],
+def needs_reference(policy, algo: AlgorithmConfig) -> bool:
+    """Whether the update (or its logs) needs reference logprobs (LoRA only: adapter off)."""
+    return policy.is_lora and (algo.kl_coef > 0 or algo.log_kl)
+
+
+def policy_update(policy, optimizer, scheduler, samples: list[Sample], advantages: list[Advantage],
                   algo: AlgorithmConfig, optim: OptimConfig, temperature: float,
-                  max_new_tokens: int, generator: torch.Generator) -> dict[str, float]:
+                  max_new_tokens: int, generator: torch.Generator, *, value_head=None,
+                  returns: list[torch.Tensor] | None = None, precomputed=None) -> dict[str, float]:
     """Run ``algo.epochs`` x ``algo.minibatches`` optimizer steps on ``samples``.
 
-    ``advantages[i]`` is broadcast over sample i's policy tokens. Returns the step's metrics:
-    ``loss``, ``kl``, ``entropy``, ``clip_frac/low``, ``clip_frac/high``, ``grad_norm``,
+    ``advantages[i]`` is a float broadcast over sample i's policy tokens, or per-token values
+    (dense rewards: on-policy distillation, process rewards, GAE). PPO passes ``value_head``
+    and per-sample ``returns``; its loss adds ``vf_coef`` x the clipped value loss.
+    ``precomputed``: ``(old, ref, values)`` from ``reference_pass`` when the caller already
+    ran it (it is run here otherwise). Returns the step's metrics: ``loss``, ``kl``,
+    ``entropy``, ``clip_frac/low``, ``clip_frac/high``, ``grad_norm``,
     ``logprob_mismatch/mean|max`` (engine vs trainer on the same tokens, before the update),
-    ``update/skipped_nonfinite``, ``tokens_per_s/train``, ``time/update_s``.
+    ``value/loss``, ``value/clip_frac`` (PPO), ``update/skipped_nonfinite``,
+    ``tokens_per_s/train``, ``time/update_s``.
     """
     t0 = time.perf_counter()
     lr = scheduler.get_last_lr()[0]  # the rate this update uses
@@ -136,17 +181,22 @@ def policy_update(policy, optimizer, scheduler, samples: list[Sample], advantage
         return {**{k: None for k in UPDATE_METRICS}, "update/skipped_empty": 1.0,
                 "lr": lr, "time/update_s": 0.0}
     need_old = algo.epochs > 1 or algo.minibatches > 1
-    need_ref = policy.is_lora and (algo.kl_coef > 0 or algo.log_kl)
+    need_ref = needs_reference(policy, algo)
     if algo.kl_coef > 0 and not policy.is_lora:
         raise ValueError("algorithm.kl_coef > 0 needs LoRA (lora.r > 0): the reference is the base model")
+    if (value_head is None) != (returns is None):
+        raise ValueError("PPO needs both value_head and returns")
+    kl_in_loss = algo.kl_coef if algo.kl_mode == "loss" else 0.0
     # eval mode throughout (dropout off): the ratio pi/pi_old must compare the same function
     was_training = policy.model.training
     policy.model.eval()
-    old, ref = _reference_pass(policy, samples, advantages, algo, temperature,
-                               optim.micro_batch_size, need_old, need_ref)
+    if precomputed is None:
+        precomputed = reference_pass(policy, samples, temperature, optim.micro_batch_size, need_old,
+                                     need_ref, value_head)
+    old, ref, old_values = precomputed
     pad_id = policy.tokenizer.pad_token_id
     stats, mismatch_max, skipped, tokens_seen = MetricSum(), 0.0, 0, 0
-    params = [p for p in policy.model.parameters() if p.requires_grad]
+    params = [p for group in optimizer.param_groups for p in group["params"]]
     for epoch in range(algo.epochs):
         order = torch.randperm(len(samples), generator=generator)
         for mb in [c.tolist() for c in torch.tensor_split(order, algo.minibatches) if len(c)]:
@@ -157,7 +207,9 @@ def policy_update(policy, optimizer, scheduler, samples: list[Sample], advantage
                 batch = collate(samples, chunk, advantages, pad_id, policy.device)
                 mask_bt = batch.loss_mask_bt
                 width = mask_bt.shape[1]
-                logprobs_bt, entropy_bt = token_logprobs(policy, batch, temperature, with_entropy=True)
+                logprobs_bt, entropy_bt, values_bt = token_logprobs(
+                    policy, batch, temperature, with_entropy=True, value_head=value_head,
+                    entropy_grad=algo.entropy_coef > 0)
                 old_bt = _stack(old, chunk, width, policy.device) if need_old else logprobs_bt.detach()
                 ref_bt = _stack(ref, chunk, width, policy.device) if need_ref else None
                 n_tok = float(mask_bt.sum())
@@ -173,18 +225,28 @@ def policy_update(policy, optimizer, scheduler, samples: list[Sample], advantage
                     stats.add("importance/weight_mean", (weights_bt * mask_bt).sum() / max(n_tok, 1), n_tok)
                     capped_bt = (log_w_bt.exp() > algo.importance_cap).float() * mask_bt
                     stats.add("importance/capped_frac", capped_bt.sum() / max(n_tok, 1), n_tok)
+                norms = dict(num_sequences=len(mb), num_tokens=num_tokens, max_tokens=max_new_tokens)
                 loss, m = clipped_policy_loss(
-                    logprobs_bt, old_bt, batch.advantages_b, mask_bt, importance_weights_bt=weights_bt,
+                    logprobs_bt, old_bt, batch.advantages_bt, mask_bt, importance_weights_bt=weights_bt,
                     clip_low=algo.clip_low, clip_high=algo.clip_high, aggregation=algo.aggregation,
-                    ref_logprobs_bt=ref_bt, kl_coef=algo.kl_coef, kl_estimator=algo.kl_estimator,
-                    num_sequences=len(mb), num_tokens=num_tokens, max_tokens=max_new_tokens,
+                    ref_logprobs_bt=ref_bt, kl_coef=kl_in_loss, kl_estimator=algo.kl_estimator,
+                    ratio_level=algo.ratio_level, entropy_bt=entropy_bt if algo.entropy_coef > 0 else None,
+                    entropy_coef=algo.entropy_coef, **norms,
                 )
+                if value_head is not None:
+                    v_loss, vm = clipped_value_loss(
+                        values_bt, _stack(old_values, chunk, width, policy.device),
+                        _stack(returns, chunk, width, policy.device), mask_bt, algo.value_clip,
+                        aggregation=algo.aggregation, **norms)
+                    loss = loss + algo.vf_coef * v_loss
+                    for name in ("value/loss", "value/clip_frac"):
+                        stats.add(name, vm[name], n_tok)
                 finite = finite and bool(torch.isfinite(loss))
                 loss.backward()
                 tokens_seen += int(n_tok)
                 stats.add("loss", loss.detach() * len(mb) / len(chunk), len(chunk))
-                stats.add("entropy", (entropy_bt * mask_bt).sum() / max(n_tok, 1), n_tok)
-                for name in ("clip_frac/low", "clip_frac/high", "kl"):
+                stats.add("entropy", (entropy_bt.detach() * mask_bt).sum() / max(n_tok, 1), n_tok)
+                for name in ("clip_frac/low", "clip_frac/high", "kl", "entropy_bonus"):
                     if name in m:
                         stats.add(name, m[name], n_tok)
             grad_norm = float(torch.nn.utils.clip_grad_norm_(params, optim.max_grad_norm))

@@ -38,7 +38,7 @@ def _samples_with_engine_offsets(policy, offsets):
     base = [Sample(x, [0, 0, 1, 1, 1], [0.0] * 5, []) for x in ids]
     batch = collate(base, [0, 1], [0.0, 0.0], 0, torch.device("cpu"))
     with torch.no_grad():
-        lp_bt, _ = token_logprobs(policy, batch, temperature=1.0)
+        lp_bt, _, _ = token_logprobs(policy, batch, temperature=1.0)
     return [Sample(x, [0, 0, 1, 1, 1], [0.0, 0.0] + [float(v) + off for v in lp_bt[i, 2:]], [])
             for i, (x, off) in enumerate(zip(ids, offsets))]
 

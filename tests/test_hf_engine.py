@@ -30,7 +30,7 @@ def test_engine_logprobs_equal_teacher_forced_forward(tiny_fp32, tokenizer):
     batch = collate(samples, list(range(len(samples))), [0.0] * len(samples),
                     tokenizer.pad_token_id, torch.device("cpu"))
     with torch.no_grad():
-        trainer_bt, _ = token_logprobs(tiny_fp32, batch, temperature=0.7)
+        trainer_bt, _, _ = token_logprobs(tiny_fp32, batch, temperature=0.7)
     mask = batch.loss_mask_bt.bool()
     # fp32 on both sides; left padding (engine) vs right padding (trainer) only reorders sums
     torch.testing.assert_close(trainer_bt[mask], batch.engine_logprobs_bt[mask], atol=1e-4, rtol=0)

@@ -51,7 +51,7 @@ def test_raising_verifier_is_recorded_and_excluded_from_the_group():
     assert failed.advantage is None
     torch.testing.assert_close(torch.tensor([episodes[0].advantage, episodes[2].advantage]),
                                torch.tensor([0.70706, -0.70706]), atol=1e-4, rtol=0)
-    samples, advantages = training_samples([group], drop_zero_groups=False)
+    samples, advantages, _ = training_samples([group], drop_zero_groups=False)
     assert len(samples) == 2 and failed.advantage not in advantages
     metrics = rollout_metrics([group], max_new_tokens=2)
     assert metrics["errors/verifier"] == 1.0 and metrics["correct/mean"] == 0.5
@@ -63,7 +63,7 @@ def test_zero_advantage_groups_can_be_dropped():
         _reward()(ep)
     group = EpisodeGroup(TASK, episodes)
     assign_advantages([group], "grpo")
-    assert training_samples([group], drop_zero_groups=True) == ([], [])
+    assert training_samples([group], drop_zero_groups=True) == ([], [], [])
     assert len(training_samples([group], drop_zero_groups=False)[0]) == 2
 
 

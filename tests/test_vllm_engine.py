@@ -31,7 +31,7 @@ def _max_logprob_gap(policy, prompts, groups):
     batch = collate(samples, list(range(len(samples))), [0.0] * len(samples),
                     policy.tokenizer.pad_token_id, torch.device("cpu"))
     with torch.no_grad():
-        trainer_bt, _ = token_logprobs(policy, batch, temperature=PARAMS.temperature)
+        trainer_bt, _, _ = token_logprobs(policy, batch, temperature=PARAMS.temperature)
     mask = batch.loss_mask_bt.bool()
     return float((trainer_bt[mask] - batch.engine_logprobs_bt[mask]).abs().max())
 

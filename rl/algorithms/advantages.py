@@ -2,7 +2,8 @@
 
 All functions take the rewards of ONE group ``rewards_g`` (shape [G]: G completions
 sampled for the same prompt) and return advantages of the same shape. A trainer looks one
-up by config name in ``ADVANTAGE_ESTIMATORS``.
+up by config name in ``ADVANTAGE_ESTIMATORS``. ``"reinforce_pp"`` also needs a second,
+batch-wide step after the per-group one: ``normalize_batch`` (see its docstring).
 """
 
 from collections.abc import Callable
@@ -70,7 +71,96 @@ def dr_grpo_advantages(rewards_g: torch.Tensor) -> torch.Tensor:
     return group_advantages(rewards_g, scale_by_std=False)
 
 
+def _check_group(rewards_g: torch.Tensor) -> torch.Tensor:
+    if rewards_g.dim() != 1:
+        raise ValueError(f"rewards_g must be 1-D [G], got shape {tuple(rewards_g.shape)}")
+    return rewards_g if rewards_g.is_floating_point() else rewards_g.float()
+
+
+def rloo_advantages(rewards_g: torch.Tensor) -> torch.Tensor:
+    """RLOO: each completion's baseline is the mean reward of the OTHER G - 1 completions.
+
+    Ahmadian et al. 2024, "Back to Basics: Revisiting REINFORCE Style Optimization for
+    Learning from Human Feedback in LLMs" (arXiv 2402.14740; RLOO from Kool et al. 2019)::
+
+        A_i = r_i - 1/(G-1) sum_{j != i} r_j  =  G/(G-1) * (r_i - mean(r))
+
+    The baseline does not depend on r_i, so the estimator is unbiased (unlike
+    ``r_i - mean(r)``, whose baseline contains r_i; the two differ by the factor G/(G-1)).
+    No std scaling. Computed as ``r - (sum(r) - r) / (G - 1)``, the form TRL 1.16 uses.
+
+    - A group of size 1 has no other completion: its advantage is 0 (TRL 1.16 also
+      returns zeros for ``num_generations == 1``).
+    - All-equal rewards give exactly zero advantages.
+
+    Args:
+        rewards_g: [G] rewards of one group (ints are cast to float32).
+
+    Returns:
+        [G] advantages, same float dtype as ``rewards_g``.
+    """
+    rewards_g = _check_group(rewards_g)
+    num = rewards_g.numel()
+    if num <= 1 or bool((rewards_g == rewards_g[0]).all()):
+        return torch.zeros_like(rewards_g)
+    baselines_g = (rewards_g.sum() - rewards_g) / (num - 1)
+    return rewards_g - baselines_g
+
+
+def reinforce_pp_advantages(rewards_g: torch.Tensor) -> torch.Tensor:
+    """REINFORCE++ (group-baseline variant), per-group part: ``A_i = r_i - mean(r)``.
+
+    Hu 2025, "REINFORCE++: A Simple and Efficient Approach for Aligning Large Language
+    Models" (arXiv 2501.03262), "REINFORCE++-baseline": subtract the group mean reward,
+    then normalise the advantages over the WHOLE batch (all groups of the step). The
+    trainer applies ``normalize_batch`` to the concatenated advantages of the step for
+    this estimator; this function alone equals ``dr_grpo_advantages``. The global std,
+    not each group's, is what distinguishes REINFORCE++ from GRPO: a group of nearly
+    equal rewards is not blown up by its own tiny std.
+
+    Returns:
+        [G] ``r - mean(r)`` (exact zeros for G = 1 or all-equal rewards).
+    """
+    return group_advantages(_check_group(rewards_g), scale_by_std=False)
+
+
+def normalize_batch(advantages_n: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
+    """Whiten advantages over the whole batch: ``(a - mean(a)) / (std(a) + eps)``.
+
+    The global normalisation step of REINFORCE++ (Hu 2025), applied by the trainer
+    to ALL advantages of one step (every group concatenated) after the per-group
+    ``reinforce_pp_advantages``. Choices and departures:
+
+    - ``std`` is the *population* std (``unbiased=False``, divides by N), as in OpenRLHF's
+      implementation by the paper's author (``var = masked_mean((a - mean)^2)``). TRL 1.16's
+      RLOO ``normalize_advantages=True`` instead uses the Bessel-corrected std and
+      ``eps = 1e-4``.
+    - Each completion counts once. OpenRLHF whitens its per-token advantages over all
+      action tokens, so a long completion weighs more there; with one advantage per
+      completion that is ``normalize_batch`` weighted by completion length.
+    - ``eps`` is added to the std (OpenRLHF clamps the variance at 1e-8 instead).
+    - N <= 1, or all-equal advantages, give exact zeros (no 0 / eps blow-up of rounding
+      error in the mean).
+
+    Args:
+        advantages_n: [N] one advantage per completion of the step (any shape works:
+            statistics are over all elements).
+        eps: added to the std before dividing.
+
+    Returns:
+        Tensor of ``advantages_n``'s shape with mean 0 and (population) std ~1.
+    """
+    advantages_n = advantages_n if advantages_n.is_floating_point() else advantages_n.float()
+    flat_n = advantages_n.reshape(-1)
+    if flat_n.numel() <= 1 or bool((flat_n == flat_n[0]).all()):
+        return torch.zeros_like(advantages_n)
+    mean = advantages_n.mean()
+    return (advantages_n - mean) / (advantages_n.std(unbiased=False) + eps)
+
+
 ADVANTAGE_ESTIMATORS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
     "grpo": grpo_advantages,
     "dr_grpo": dr_grpo_advantages,
+    "rloo": rloo_advantages,
+    "reinforce_pp": reinforce_pp_advantages,
 }

@@ -13,12 +13,17 @@ Yu et al. 2025, eq. 8 "clip-higher") minimised here is, per token::
 aggregated over tokens by one of ``AGGREGATIONS`` (see ``aggregate``). Positions where
 ``m == 0`` are replaced by zeros before any arithmetic, so padding may hold any finite or
 infinite value without changing the loss or producing NaN gradients.
+
+GSPO (Zheng et al. 2025) replaces the token ratio by a sequence ratio
+(``clipped_policy_loss(..., ratio_level="sequence")``); ``clipped_value_loss`` is the PPO
+critic loss that goes with ``rl.algorithms.gae``.
 """
 
 import torch
 
 AGGREGATIONS = ("token", "sequence", "dr_grpo")
 KL_ESTIMATORS = ("k1", "k2", "k3")
+RATIO_LEVELS = ("token", "sequence")
 
 Number = int | float | torch.Tensor
 
@@ -120,6 +125,9 @@ def clipped_policy_loss(
     num_sequences: Number | None = None,
     num_tokens: Number | None = None,
     max_tokens: Number | None = None,
+    ratio_level: str = "token",
+    entropy_bt: torch.Tensor | None = None,
+    entropy_coef: float = 0.0,
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """PPO-clip loss with asymmetric clipping and an optional KL penalty.
 
@@ -141,6 +149,32 @@ def clipped_policy_loss(
     - ``advantages_bt`` may be [B] (one advantage per completion, broadcast over time,
       as in GRPO) or [B, T].
 
+    ``ratio_level="sequence"`` is GSPO (Zheng et al. 2025, "Group Sequence Policy
+    Optimization", arXiv 2507.18071, in its "GSPO-token" form): every token of
+    completion i uses the length-normalised sequence ratio::
+
+        s_i   = exp( (1/|o_i|) sum_t m_t (logp_t - old_t) )
+        s_i,t = sg[s_i] * pi(o_t) / sg[pi(o_t)]     i.e. log s_i,t = logp - sg[logp] + sg[log s_i]
+
+    ``s_i,t`` equals ``s_i`` in value (so clipping acts on whole sequences), and token t's
+    gradient is ``s_i * A_i,t * grad logp_t``. With one advantage per completion this is
+    the paper's GSPO exactly. TRL 1.16 (``importance_sampling_level="sequence"``) instead
+    differentiates ``s_i`` itself, spreading the gradient ``(1/|o_i|) sum_t' ...`` evenly
+    over the tokens: identical loss values, and identical gradients while the advantage and
+    ``importance_weights_bt`` are constant within each completion; with per-token
+    advantages or weights the gradients differ (ours is the paper's GSPO-token). The clip
+    fractions and ``ratio/mean`` stay token-weighted (TRL's count sequences). An empty row
+    has ``s_i = 1``. The paper's clip ranges are far narrower than PPO's (3e-4 / 4e-4), and
+    it averages per sequence (``aggregation="sequence"``); "token" / "dr_grpo" weight each
+    sequence by its length (TRL warns likewise).
+
+    Entropy bonus (Williams & Peng 1991; PPO eq. 9): with ``entropy_bt`` given,
+    ``loss -= entropy_coef * aggregate(entropy_bt, mask, aggregation, ...)`` with the same
+    normalisers as the policy term, so micro-batches still sum to the minibatch loss. It
+    only changes the update if ``entropy_bt`` carries gradient (e.g. from
+    ``entropy_from_logits`` on the live logits). TRL 1.16 always uses a token mean for it;
+    the two agree for ``aggregation="token"``.
+
     Zero advantages give exactly zero policy-term gradient. When r leaves the clip range
     on the side where clipping binds (r > 1 + clip_high with A > 0, or r < 1 - clip_low
     with A < 0) the token's gradient is zero.
@@ -149,10 +183,12 @@ def clipped_policy_loss(
         ``(loss, metrics)``; metrics are detached scalars, masked means over all masked
         tokens (independent of ``aggregation``): ``clip_frac/low``, ``clip_frac/high``,
         ``ratio/mean``, ``policy_loss`` (aggregated ``pg``, i.e. the loss without the KL
-        term) and, when ``ref_logprobs_bt`` is given, ``kl``.
+        term), when ``ref_logprobs_bt`` is given ``kl``, and when ``entropy_bt`` is given
+        ``entropy_bonus`` (``entropy_coef`` times the aggregated entropy: what was subtracted).
     """
     _check_choice("aggregation", aggregation, AGGREGATIONS)
     _check_choice("kl_estimator", kl_estimator, KL_ESTIMATORS)
+    _check_choice("ratio_level", ratio_level, RATIO_LEVELS)
     if advantages_bt.dim() == 1:
         advantages_bt = advantages_bt.unsqueeze(-1)
     keep_bt = mask_bt != 0
@@ -160,6 +196,13 @@ def clipped_policy_loss(
     advantages_bt = torch.where(keep_bt, advantages_bt, zeros_bt)
 
     log_ratio_bt = torch.where(keep_bt, logprobs_bt - old_logprobs_bt, zeros_bt)
+    if ratio_level == "sequence":
+        log_seq_ratio_b = log_ratio_bt.sum(-1) / keep_bt.sum(-1).clamp(min=1)
+        kept_logprobs_bt = torch.where(keep_bt, logprobs_bt, zeros_bt)
+        log_ratio_bt = (
+            kept_logprobs_bt - kept_logprobs_bt.detach() + log_seq_ratio_b.detach().unsqueeze(-1)
+        )
+        log_ratio_bt = torch.where(keep_bt, log_ratio_bt, zeros_bt)
     ratio_bt = torch.exp(log_ratio_bt)
     clipped_ratio_bt = torch.clamp(ratio_bt, 1.0 - clip_low, 1.0 + clip_high)
     pg_loss_bt = -torch.minimum(ratio_bt * advantages_bt, clipped_ratio_bt * advantages_bt)
@@ -179,6 +222,11 @@ def clipped_policy_loss(
         if kl_coef != 0.0:
             loss = aggregate(pg_loss_bt + kl_coef * kl_bt, keep_bt, aggregation, **normalisers)
         metrics["kl"] = masked_mean(kl_bt, keep_bt).detach()
+    if entropy_bt is not None:
+        bonus = entropy_coef * aggregate(entropy_bt, keep_bt, aggregation, **normalisers)
+        if entropy_coef != 0.0:
+            loss = loss - bonus
+        metrics["entropy_bonus"] = bonus.detach()
 
     with torch.no_grad():
         low_bt = (ratio_bt < 1.0 - clip_low) & (advantages_bt < 0)
@@ -188,6 +236,58 @@ def clipped_policy_loss(
         metrics["ratio/mean"] = masked_mean(ratio_bt, keep_bt)
         metrics["policy_loss"] = policy_loss.detach()
     return loss, metrics
+
+
+def clipped_value_loss(
+    values_bt: torch.Tensor,
+    old_values_bt: torch.Tensor,
+    returns_bt: torch.Tensor,
+    mask_bt: torch.Tensor,
+    clip: float | None,
+    *,
+    aggregation: str = "token",
+    num_sequences: Number | None = None,
+    num_tokens: Number | None = None,
+    max_tokens: Number | None = None,
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """PPO critic loss with the value prediction clipped around the sampling-time value.
+
+    Per token, with ``V`` the critic now, ``V_old`` its value when the batch was built
+    and ``R`` the return target (``rl.algorithms.gae.gae``)::
+
+        V_clip = V_old + clip(V - V_old, -clip, +clip)
+        l_t    = 0.5 * max((V - R)^2, (V_clip - R)^2)
+
+    then ``aggregate(l, mask, aggregation, ...)`` (same modes and normalisers as the
+    policy loss). The PPO paper (Schulman et al. 2017, eq. 9) writes the unclipped
+    ``(V - R)^2``; the clipping is from OpenAI baselines' ppo2 (and TRL's former
+    PPOTrainer, ``cliprange_value``). ``clip=None`` gives the unclipped ``0.5 * (V - R)^2``.
+    Clipping is in absolute value units, so it depends on the reward scale. Masked-out
+    positions may hold anything (inf / NaN included); they contribute 0.
+
+    Returns:
+        ``(loss, metrics)``; metrics are detached scalars: ``value/loss`` (the loss) and
+        ``value/clip_frac``, the masked fraction of tokens where the clipped term is the
+        larger one (its gradient is then 0); 0 when ``clip`` is None.
+    """
+    _check_choice("aggregation", aggregation, AGGREGATIONS)
+    keep_bt = mask_bt != 0
+    zeros_bt = torch.zeros_like(values_bt)
+    values_bt = torch.where(keep_bt, values_bt, zeros_bt)
+    old_values_bt = torch.where(keep_bt, old_values_bt, zeros_bt)
+    returns_bt = torch.where(keep_bt, returns_bt, zeros_bt)
+    unclipped_bt = (values_bt - returns_bt).square()
+    if clip is None:
+        per_token_bt = unclipped_bt
+        clipped_frac = torch.zeros((), dtype=values_bt.dtype, device=values_bt.device)
+    else:
+        clipped_values_bt = old_values_bt + torch.clamp(values_bt - old_values_bt, -clip, clip)
+        clipped_bt = (clipped_values_bt - returns_bt).square()
+        per_token_bt = torch.maximum(unclipped_bt, clipped_bt)
+        clipped_frac = masked_mean((clipped_bt > unclipped_bt).to(values_bt.dtype), keep_bt)
+    normalisers = dict(num_sequences=num_sequences, num_tokens=num_tokens, max_tokens=max_tokens)
+    loss = aggregate(0.5 * per_token_bt, keep_bt, aggregation, **normalisers)
+    return loss, {"value/loss": loss.detach(), "value/clip_frac": clipped_frac.detach()}
 
 
 def entropy_from_logits(logits_btv: torch.Tensor, *, chunk_size: int = 8) -> torch.Tensor:

@@ -1,0 +1,180 @@
+"""The algorithm table in the trainer: presets, dynamic sampling, KL in reward, PPO, REINFORCE++."""
+
+import pytest
+import torch
+
+from rl.config import ALGORITHM_PRESETS, AlgorithmConfig, GRPOConfig, load_config
+from rl.errors import ConfigError
+from rl.grpo import assign_advantages, collect, score
+from rl.io import read_jsonl
+from rl.rollout.base import SamplingParams
+from rl.token_advantages import gae_targets, with_kl_reward
+from rl.types import Episode, EpisodeGroup, Sample, Task
+
+
+def test_presets_fill_keys_and_explicit_keys_win(tmp_path):
+    cfg = load_config(GRPOConfig, None, ["--algorithm", "ppo", "--rollout.group_size", "1"])
+    assert cfg.algorithm.preset == "ppo" and cfg.algorithm.advantage == "gae"
+    assert cfg.algorithm.kl_mode == "reward" and cfg.algorithm.epochs == 2
+    cfg = load_config(GRPOConfig, None, ["--algorithm.preset", "dapo", "--algorithm.clip_high", "0.3"])
+    assert cfg.algorithm.dynamic_sampling and cfg.algorithm.clip_high == 0.3
+    assert cfg.algorithm.overlong_buffer == ALGORITHM_PRESETS["dapo"]["overlong_buffer"]
+    yaml = tmp_path / "c.yaml"
+    yaml.write_text("algorithm: gspo\n")
+    assert load_config(GRPOConfig, yaml).algorithm.ratio_level == "sequence"
+    yaml.write_text("algorithm:\n  preset: grpo\n  kl_coef: 0.0\n")
+    cfg = load_config(GRPOConfig, yaml, ["--algorithm", "rloo"])  # CLI preset over a YAML section
+    assert cfg.algorithm.advantage == "rloo" and cfg.algorithm.kl_coef == 0.0
+    for name in ALGORITHM_PRESETS:  # every preset builds a valid config
+        load_config(GRPOConfig, None, ["--algorithm", name])
+
+
+def test_incompatible_algorithm_options_are_refused():
+    with pytest.raises(ConfigError, match="algorithm.preset.*not one of"):
+        load_config(GRPOConfig, None, ["--algorithm", "trpo"])
+    with pytest.raises(ConfigError, match="rollout.group_size.*only PPO"):
+        load_config(GRPOConfig, None, ["--rollout.group_size", "1"])
+    with pytest.raises(ConfigError, match="GSPO"):
+        load_config(GRPOConfig, None, ["--algorithm", "ppo", "--algorithm.ratio_level", "sequence"])
+    with pytest.raises(ConfigError, match="vf_coef"):
+        load_config(GRPOConfig, None, ["--algorithm", "ppo", "--algorithm.vf_coef", "0"])
+    with pytest.raises(ConfigError, match="overlong_buffer"):
+        load_config(GRPOConfig, None, ["--algorithm", "dapo", "--rollout.max_new_tokens", "16"])
+    with pytest.raises(ConfigError, match="PPO"):
+        load_config(GRPOConfig, None, ["--algorithm", "ppo", "--distill.teacher", "tiny-random"])
+
+
+class _ScriptedRunner:
+    """Each task's episodes get rewards from the task's number: informative iff it is odd."""
+
+    def __init__(self):
+        self.calls = []
+
+    def run(self, tasks, group_size, params):
+        self.calls.append([t.id for t in tasks])
+        return [EpisodeGroup(t, [Episode(task=t, group_id=g) for _ in range(group_size)])
+                for g, t in enumerate(tasks)]
+
+
+class _Counter:
+    def __init__(self):
+        self.position = 0
+
+    def sample(self, n):
+        tasks = [Task(id=str(self.position + i), messages=[], answer="") for i in range(n)]
+        self.position += n
+        return tasks
+
+
+def test_dynamic_sampling_refills_with_new_prompts():
+    counts = {}
+
+    def reward_fn(episode):  # odd task numbers: rewards 0, 1, 0, 1...; even: all 0
+        k = counts[episode.task.id] = counts.get(episode.task.id, -1) + 1
+        episode.reward = float(int(episode.task.id) % 2 == 1 and k % 2 == 1)
+
+    cfg = load_config(GRPOConfig, None, ["--algorithm", "dapo", "--rollout.prompts_per_step", "3",
+                                         "--rollout.group_size", "2", "--algorithm.max_sampling_rounds", "3"])
+    runner, source = _ScriptedRunner(), _Counter()
+    groups, dropped, metrics = collect(runner, source, cfg, SamplingParams(), 1, reward_fn)
+    # round 1: tasks 0,1,2 -> keeps 1; round 2: 3,4 -> keeps 3; round 3: 5 -> keeps 5
+    assert runner.calls == [["0", "1", "2"], ["3", "4"], ["5"]]
+    assert [g.task.id for g in groups] == ["1", "3", "5"]
+    assert [g.task.id for g in dropped] == ["0", "2", "4"]
+    assert metrics == {"dynamic/rounds": 3.0, "dynamic/dropped_groups": 3.0}
+    # without dynamic sampling: one round, every group kept
+    cfg = load_config(GRPOConfig, None, ["--rollout.prompts_per_step", "3", "--rollout.group_size", "2"])
+    groups, dropped, metrics = collect(_ScriptedRunner(), _Counter(), cfg, SamplingParams(), 1, reward_fn)
+    assert len(groups) == 3 and dropped == [] and metrics == {}
+
+
+def test_overlong_penalty_is_a_logged_reward_term():
+    from rl.types import Completion, Turn
+
+    cfg = load_config(GRPOConfig, None, ["--algorithm", "dapo", "--rollout.max_new_tokens", "40",
+                                         "--algorithm.overlong_buffer", "20"])
+    task = Task(id="t", messages=[], answer="")
+    episodes = [Episode(task=task, group_id=0, turns=[Turn([], Completion([1] * n, [0.0] * n, "", "stop"))])
+                for n in (10, 30, 45)]
+
+    def reward_fn(e):
+        e.reward, e.reward_terms = 1.0, {"outcome": 1.0}
+
+    score([EpisodeGroup(task, episodes)], reward_fn, cfg)
+    # 10 <= 40 - 20: no penalty; 30: (20 - 30) / 20 = -0.5; 45 > 40: -1
+    assert [e.reward_terms["overlong"] for e in episodes] == [0.0, -0.5, -1.0]
+    assert [e.reward for e in episodes] == [1.0, 0.5, 0.0]
+
+
+def test_reinforce_pp_whitens_across_the_batch():
+    task = Task(id="t", messages=[], answer="")
+    groups = []
+    for rewards in ([1.0, 0.0], [3.0, 1.0]):
+        episodes = [Episode(task=task, group_id=0) for _ in rewards]
+        for e, r in zip(episodes, rewards):
+            e.reward = r
+        groups.append(EpisodeGroup(task, episodes))
+    assign_advantages(groups, "reinforce_pp")
+    # group-centred: [0.5, -0.5, 1, -1]; batch mean 0, population std sqrt(0.625)
+    expected = torch.tensor([0.5, -0.5, 1.0, -1.0]) / 0.625 ** 0.5
+    got = torch.tensor([e.advantage for g in groups for e in g.episodes])
+    assert torch.allclose(got, expected, atol=1e-6)
+
+
+def _sample(n_prompt, n_policy):
+    return Sample([0] * (n_prompt + n_policy), [0] * n_prompt + [1] * n_policy, [0.0] * (n_prompt + n_policy), [])
+
+
+def test_kl_in_reward_worked_example():
+    algo = AlgorithmConfig(kl_coef=0.1, kl_mode="reward", kl_estimator="k1")
+    old = [torch.tensor([0.0, -1.0, -2.0, -1.0])]
+    ref = [torch.tensor([9.0, -1.5, -2.0, -0.5])]  # position 0 is a prompt token: ignored
+    # k1 = old - ref on policy tokens: [., 0.5, 0, -0.5]; x 0.1 = [., 0.05, 0, -0.05]
+    # reward-to-go: t1: 0.05 + 0 - 0.05 = 0; t2: -0.05; t3: -0.05; A_t = 1 - to-go
+    rows, metrics = with_kl_reward([_sample(1, 3)], [1.0], old, ref, algo)
+    assert rows[0] == pytest.approx([0.0, 1.0, 1.05, 1.05])
+    assert metrics["kl_reward/mean"] == pytest.approx(0.0)
+
+
+def test_gae_targets_put_the_outcome_on_the_last_token():
+    algo = AlgorithmConfig(advantage="gae", gamma=1.0, lam=1.0, whiten_advantages=False, kl_coef=0.0)
+    values = [torch.tensor([0.0, 0.2, 0.4, 0.6]), torch.tensor([0.0, 0.0, 0.5])]
+    adv, returns, metrics = gae_targets([_sample(1, 3), _sample(1, 2)], [1.0, -1.0], None, None, values, algo)
+    # gamma = lam = 1: A_t = R - V_t with R the episode's reward at every policy token
+    assert adv[0] == pytest.approx([0.0, 0.8, 0.6, 0.4])
+    assert adv[1] == pytest.approx([0.0, -1.0, -1.5])
+    assert returns[0].tolist() == pytest.approx([0.0, 1.0, 1.0, 1.0])
+    assert "value/explained_var" in metrics
+
+
+SMALL = ["--rollout.engine", "hf", "--rollout.prompts_per_step", "2", "--rollout.max_new_tokens", "8",
+         "--progress", "false", "--dtype", "float32", "--optim.micro_batch_size", "4", "--save_every", "1"]
+
+
+def test_ppo_trains_a_value_head_and_resumes_it(tmp_path, tiny_path):
+    from rl.grpo import train
+
+    args = ["--model", str(tiny_path), "--output_dir", str(tmp_path / "run"), "--algorithm", "ppo",
+            "--rollout.group_size", "1", "--reward.format_weight", "1.0", *SMALL]
+    cfg = load_config(GRPOConfig, None, [*args, "--max_steps", "2"])
+    run = train(cfg)
+    rows = list(read_jsonl(run / "metrics.jsonl"))
+    assert all("value/loss" in r and "value/explained_var" in r and "kl_reward/mean" in r for r in rows)
+    head = torch.load(run / "checkpoints" / "step_2" / "value_head.pt")
+    assert set(head) == {"linear.weight", "linear.bias"}
+    cfg = load_config(GRPOConfig, None, [*args, "--max_steps", "3"])
+    rows = list(read_jsonl(train(cfg, resume=True) / "metrics.jsonl"))
+    assert [r["step"] for r in rows] == [1, 2, 3]
+
+
+def test_dapo_gives_up_after_max_rounds_of_uninformative_groups(tmp_path, tiny_path):
+    from rl.grpo import train
+
+    cfg = load_config(GRPOConfig, None, [
+        "--model", str(tiny_path), "--output_dir", str(tmp_path / "run"), "--algorithm", "dapo",
+        "--rollout.group_size", "2", "--reward.format_weight", "0", "--algorithm.overlong_buffer", "0",
+        "--algorithm.max_sampling_rounds", "2", "--max_steps", "1", *SMALL])
+    (row,) = read_jsonl(train(cfg) / "metrics.jsonl")
+    # tiny-random never answers correctly: every group is all-zero, both rounds are spent
+    assert row["dynamic/rounds"] == 2.0 and row["dynamic/dropped_groups"] == 4.0
+    assert row["update/skipped_empty"] == 1.0
