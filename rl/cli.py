@@ -2,7 +2,8 @@
 
     horizon train --config recipes/configs/grpo_chain_math.yaml [--key value ...]
     horizon distill --config recipes/configs/distill_chain_math.yaml [--key value ...]
-    horizon keys [train|distill]       # every config key with its default
+    horizon prm --config recipes/configs/prm_chain_math.yaml [--key value ...]
+    horizon keys [train|distill|prm]   # every config key with its default
 """
 
 from __future__ import annotations
@@ -19,7 +20,9 @@ commands:
             --distill.teacher MODEL it is on-policy distillation
   distill   teacher traces -> verifier filter -> SFT of the student -> eval
             (same as python recipes/distill.py)
-  keys      list every config key of `train` (or `keys distill`) with its default
+  prm       sample solutions -> Monte Carlo step labels -> train a PRM -> evaluate it
+            (same as python recipes/train_prm.py)
+  keys      list every config key of `train` (or `keys distill`, `keys prm`) with its default
 
 Overrides use dotted keys: --max_steps 3 --rollout.group_size 4 --algorithm.kl_coef 0.02
 Add --resume to continue from the newest complete checkpoint in output_dir.
@@ -56,7 +59,8 @@ def run_train(argv: list[str]) -> int:
 
 
 def run_distill(argv: list[str]) -> int:
-    from rl.config import DistillConfig, load_config
+    from rl.config import load_config
+    from rl.distill_config import DistillConfig
     from rl.distill import distill
 
     config, resume, overrides = split_args(argv)
@@ -66,12 +70,26 @@ def run_distill(argv: list[str]) -> int:
     return 0
 
 
+def run_prm(argv: list[str]) -> int:
+    from rl.config import load_config
+    from rl.prm_config import PRMConfig
+    from rl.prm_pipeline import run_prm as run
+
+    config, _, overrides = split_args(argv)
+    path = run(load_config(PRMConfig, config, overrides))
+    print(f"output directory: {path}")
+    return 0
+
+
 def run_keys(argv: list[str]) -> int:
     import dataclasses
 
-    from rl.config import DistillConfig, GRPOConfig, all_keys
+    from rl.config import GRPOConfig, all_keys
+    from rl.distill_config import DistillConfig
 
-    cls = DistillConfig if argv[:1] == ["distill"] else GRPOConfig
+    from rl.prm_config import PRMConfig
+
+    cls = {"distill": DistillConfig, "prm": PRMConfig}.get(argv[0] if argv else "", GRPOConfig)
 
     flat: dict = {}
 
@@ -89,7 +107,7 @@ def run_keys(argv: list[str]) -> int:
     return 0
 
 
-COMMANDS = {"train": run_train, "distill": run_distill, "keys": run_keys}
+COMMANDS = {"train": run_train, "distill": run_distill, "prm": run_prm, "keys": run_keys}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -27,7 +27,7 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-from rl.config import DistillConfig
+from rl.distill_config import DistillConfig
 from rl.errors import ConfigError, DataError
 from rl.io import atomic_write_text
 from rl.types import Completion, Episode, Task, Turn

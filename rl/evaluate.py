@@ -17,7 +17,8 @@ import statistics
 import time
 from typing import Any
 
-from rl.config import EnvConfig, EvalConfig, RewardConfig, RolloutConfig
+from rl.config import EnvConfig, RewardConfig, RolloutConfig
+from rl.distill_config import EvalConfig
 from rl.types import Task
 
 

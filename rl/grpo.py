@@ -111,12 +111,13 @@ def assign_advantages(groups: list[EpisodeGroup], estimator: str) -> None:
                 episode.advantage = adv
 
 
-def training_samples(groups: list[EpisodeGroup], drop_zero_groups: bool, filter_truncated: bool = False
-                     ) -> tuple[list[Sample], list[float], list[float]]:
+def training_samples(groups: list[EpisodeGroup], drop_zero_groups: bool, filter_truncated: bool = False,
+                     per_token=None) -> tuple[list[Sample], list, list[float]]:
     """Flatten scored episodes into ``(samples, advantages, rewards)``.
 
     ``drop_zero_groups`` skips groups whose advantages are all 0 (no signal);
-    ``filter_truncated`` leaves out episodes cut at the token limit (they stay in baselines).
+    ``filter_truncated`` leaves out episodes cut at the token limit (they stay in baselines);
+    ``per_token(episode, sample)`` replaces the episode's scalar advantage (process rewards).
     """
     samples, advantages, rewards = [], [], []
     for group in groups:
@@ -128,7 +129,8 @@ def training_samples(groups: list[EpisodeGroup], drop_zero_groups: bool, filter_
                 continue
             for sample in episode.to_samples():
                 samples.append(sample)
-                advantages.append(episode.advantage if episode.advantage is not None else 0.0)
+                advantage = episode.advantage if episode.advantage is not None else 0.0
+                advantages.append(per_token(episode, sample) if per_token else advantage)
                 rewards.append(episode.reward)
     return samples, advantages, rewards
 
@@ -148,6 +150,7 @@ def rollout_metrics(groups: list[EpisodeGroup], max_new_tokens: int) -> dict[str
         if lengths else 0.0,
         "errors/verifier": float(sum(e.has_error("verifier") for e in episodes)),
         "errors/env": float(sum(e.has_error("env") for e in episodes)),
+        "errors/prm": float(sum(e.has_error("prm") for e in episodes)),
         "groups/zero_adv_frac": statistics.fmean(
             len({e.reward for e in g.scored}) == 1 for g in groups if g.scored
         ) if any(g.scored for g in groups) else 0.0,
@@ -161,6 +164,9 @@ def rollout_metrics(groups: list[EpisodeGroup], max_new_tokens: int) -> dict[str
             by_h[e.task.horizon].append(float(e.outcome.correct))
     for h, values in sorted(by_h.items()):
         out[f"correct/h{h}"] = statistics.fmean(values)
+    step_rewards = [r for e in scored if e.step_rewards for r in e.step_rewards]
+    if step_rewards:
+        out["prm/step_score_mean"] = statistics.fmean(step_rewards)
     labelled = [lab for e in scored if e.step_labels for lab in e.step_labels]
     if labelled:
         out["steps/correct_frac"] = statistics.fmean(labelled)
@@ -259,6 +265,11 @@ def train(cfg: GRPOConfig, resume: bool = False) -> Path:
         value_head = build_value_head(policy)
     extra = {"value_head": value_head} if value_head is not None else None
     optimizer, scheduler = _optimizer(policy, cfg, value_head)
+    prm = None
+    if cfg.reward.prm:
+        from rl.process_rewards import PRMScorer
+
+        prm = PRMScorer(cfg.reward.prm, device=cfg.device, dtype=cfg.dtype, batch_size=cfg.reward.prm_batch_size)
     teacher = None
     if cfg.distill.teacher:
         from rl.distill_online import TeacherScorer
@@ -276,12 +287,20 @@ def train(cfg: GRPOConfig, resume: bool = False) -> Path:
                 groups, dropped, sampling_metrics = collect(runner, source, cfg, params, step, reward_fn)
                 t_rollout = time.perf_counter() - t_step
                 assign_advantages(groups, cfg.algorithm.advantage)
+                per_token = None
+                if prm is not None:
+                    from rl.process_rewards import assign_process_values, process_token_advantages
+
+                    prm.score(groups)
+                    values = assign_process_values(groups)
+                    per_token = lambda ep, sample: process_token_advantages(  # noqa: E731
+                        ep, sample, values, cfg.reward.process_weight)
                 run.write_rollouts(step, [e.to_record(step) for g in groups + dropped for e in g.episodes])
                 check_failures(groups + dropped, cfg.max_failed_frac, step)
                 # with a teacher every sample carries a dense signal: keep all-equal-reward groups
                 samples, advantages, rewards = training_samples(
                     groups, cfg.algorithm.drop_zero_advantage_groups and teacher is None
-                    and value_head is None, cfg.algorithm.filter_truncated)
+                    and value_head is None and prm is None, cfg.algorithm.filter_truncated, per_token)
                 dense_metrics, precomputed, returns = {}, None, None
                 if teacher is not None and samples:
                     advantages, dense_metrics = teacher.advantages(
@@ -304,9 +323,11 @@ def train(cfg: GRPOConfig, resume: bool = False) -> Path:
                         "last checkpoint"
                     )
                 engine.update_weights(policy)
-                n_tokens = sum(e.num_policy_tokens for g in groups for e in g.episodes)
+                # every sampled episode counts in the rollout metrics, including groups that
+                # dynamic sampling set aside (else DAPO's reward curve would only show kept ones)
+                n_tokens = sum(e.num_policy_tokens for g in groups + dropped for e in g.episodes)
                 metrics = {
-                    **rollout_metrics(groups, cfg.rollout.max_new_tokens),
+                    **rollout_metrics(groups + dropped, cfg.rollout.max_new_tokens),
                     **update,
                     **dense_metrics,
                     **sampling_metrics,

@@ -18,7 +18,8 @@ from __future__ import annotations
 import os
 from typing import Callable
 
-from rl.config import RolloutConfig, TeacherConfig
+from rl.config import RolloutConfig
+from rl.distill_config import TeacherConfig
 from rl.errors import ConfigError
 from rl.types import Task
 

@@ -9,7 +9,8 @@ import torch
 
 from envs.chain_math import ChainMathConfig, ChainMathSource, oracle_solution
 from rl.components import build_reward
-from rl.config import DistillConfig, EnvConfig, RewardConfig, load_config
+from rl.config import EnvConfig, RewardConfig, load_config
+from rl.distill_config import DistillConfig
 from rl.distill import build_sft_trainer, generate_traces, load_traces, save_traces
 from rl.errors import ConfigError, DataError
 from rl.teachers import OpenAITeacher, OracleTeacher

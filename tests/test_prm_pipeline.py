@@ -1,0 +1,71 @@
+"""The PRM pipeline end to end on tiny-random, and a PRM as dense reward inside GRPO."""
+
+import json
+
+import pytest
+
+from rl.config import GRPOConfig, load_config
+from rl.errors import ConfigError
+from rl.io import read_jsonl
+
+
+@pytest.fixture(scope="module")
+def tiny_prm(tmp_path_factory, tiny_path):
+    from rl.prm_config import PRMConfig
+    from rl.prm_pipeline import run_prm
+
+    out = tmp_path_factory.mktemp("prm")
+    cfg = load_config(PRMConfig, "recipes/configs/prm_chain_math.yaml", [
+        "--sampler", str(tiny_path), "--output_dir", str(out), "--num_tasks", "3", "--mc_k", "2",
+        "--eval_tasks", "2", "--best_of_n", "2", "--rollout.engine", "hf", "--rollout.max_new_tokens", "16",
+        "--dtype", "float32", "--device", "cpu", "--progress", "false"])
+    return run_prm(cfg)
+
+
+def test_prm_pipeline_writes_labels_prm_and_eval(tiny_prm):
+    from datasets import load_from_disk
+
+    labels = load_from_disk(str(tiny_prm / "labels"))
+    for row in labels:
+        assert len(row["labels"]) == len(row["completions"]) == len(row["soft_labels"]) == len(row["exact_labels"])
+    summary = json.loads((tiny_prm / "summary.json").read_text())
+    assert set(summary) == {"label", "train", "eval"} and summary["train"]["steps"] >= 1
+    result = json.loads((tiny_prm / "eval" / "prm.json").read_text())
+    assert {"prm", "position_baseline", "arithmetic_baseline", "best_of_n"} <= set(result)
+    assert set(result["best_of_n"]) == {"n", "pass@1", "majority", "prm_min", "prm_last", "prm_product"}
+    assert (tiny_prm / "eval" / "calibration.png").stat().st_size > 0
+
+
+def test_grpo_with_a_prm_logs_step_scores(tiny_prm, tiny_path, tmp_path):
+    from rl.grpo import train
+
+    cfg = load_config(GRPOConfig, None, [
+        "--model", str(tiny_path), "--output_dir", str(tmp_path / "run"), "--max_steps", "1",
+        "--rollout.engine", "hf", "--rollout.prompts_per_step", "2", "--rollout.group_size", "2",
+        "--rollout.max_new_tokens", "24", "--progress", "false", "--dtype", "float32",
+        "--reward.prm", str(tiny_prm / "prm"), "--algorithm.drop_zero_advantage_groups", "true"])
+    (row,) = read_jsonl(train(cfg) / "metrics.jsonl")
+    assert row["errors/prm"] == 0.0 and 0.0 < row["prm/step_score_mean"] < 1.0
+    assert row["train/samples"] == 4.0  # with step rewards no group is dropped as all-equal
+
+
+def test_prm_scorer_failure_is_recorded_not_raised(tiny_prm):
+    from rl.process_rewards import PRMScorer
+    from rl.types import Completion, Episode, EpisodeGroup, Step, Task, Turn
+
+    scorer = PRMScorer(str(tiny_prm / "prm"), device="cpu", dtype="float32")
+    scorer.prm.step_scores = lambda *a, **k: (_ for _ in ()).throw(RuntimeError("PRM exploded"))
+    task = Task(id="t", messages=[{"role": "user", "content": "x"}], answer="1")
+    episode = Episode(task=task, group_id=0, reward=1.0,
+                      turns=[Turn([1], Completion([2], [0.0], "a", "stop"), steps=[Step("a", 0, 1)])])
+    scorer.score([EpisodeGroup(task, [episode])])
+    assert episode.step_rewards is None and episode.errors[0].kind == "prm"
+    assert "PRM exploded" in episode.errors[0].message
+
+
+def test_bad_prm_path_is_a_config_error(tmp_path):
+    with pytest.raises(ConfigError, match="reward.prm.*not a saved PRM"):
+        load_config(GRPOConfig, None, ["--reward.prm", str(tmp_path)])
+    with pytest.raises(ConfigError, match="reward.prm"):
+        load_config(GRPOConfig, None, ["--reward.prm", str(tmp_path), "--algorithm", "ppo",
+                                       "--rollout.group_size", "1"])
