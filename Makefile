@@ -26,8 +26,12 @@ $(VENV)/.installed: pyproject.toml Makefile
 test: install
 	$(PY) -m pytest -q
 
+# the main job: distil SmolLM2 on chain_math (~15 min on 2 CPU cores), then GRPO from the student;
+# --resume makes a second `make demo` continue where the first stopped instead of refusing
 demo: install
-	$(PY) recipes/grpo_chain_math.py --config recipes/configs/grpo_chain_math.yaml
+	$(PY) recipes/distill.py --resume
+	$(PY) recipes/grpo_chain_math.py --config recipes/configs/grpo_chain_math.yaml \
+		--model runs/distill_chain_math/model --output_dir runs/grpo_chain_math_distilled --resume
 
 bench: install
 	@ls recipes/bench/*.py >/dev/null 2>&1 || { echo "no benchmarks yet"; exit 0; }

@@ -1,6 +1,6 @@
 """Run several algorithm presets on chain_math with the same seed and budget, plot them together.
 
-    python recipes/compare_algorithms.py                       # grpo, dapo, ppo; 24 steps each
+    python recipes/compare_algorithms.py                       # grpo, dapo, ppo; 20 steps each
     python recipes/compare_algorithms.py --algorithms grpo rloo --max_steps 10
 
 Each run is ``horizon train --config recipes/configs/compare_chain_math.yaml --algorithm NAME``

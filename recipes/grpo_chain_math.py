@@ -12,8 +12,10 @@ Smoke run in seconds: ``--model tiny-random --max_steps 2``.
 What it should reach: the base SmolLM2-135M-Instruct solves almost no chain_math problems
 (greedy 5% at horizon 1, ~0% at 4 and beyond), so from the base model most groups have
 all-zero rewards and GRPO has little signal; ``correct/mean`` stays near its start for the
-first dozens of steps (measured: reward/mean 0-0.01 over 4 steps). Start from a distilled
-adapter (distillation, a later issue) for a learning curve. Metrics land in ``<output_dir>/metrics.jsonl`` (reward, KL, clip fractions, entropy,
+first dozens of steps (measured: reward/mean 0-0.01 over 4 steps). Start from the distilled
+student for a learning curve: ``python recipes/distill.py``, then ``--model
+runs/distill_chain_math/model`` (recipes/compare_algorithms.py does this for three algorithms).
+Metrics land in ``<output_dir>/metrics.jsonl`` (reward, KL, clip fractions, entropy,
 tokens/s, step time), every episode in ``rollouts/step_N.jsonl``.
 """
 

@@ -154,11 +154,12 @@ ALGORITHM_PRESETS: dict[str, dict[str, Any]] = {
     # Liu et al. 2025 (Dr. GRPO): no std division, constant normaliser, no KL
     "dr_grpo": dict(advantage="dr_grpo", aggregation="dr_grpo", clip_low=0.2, clip_high=0.2, kl_coef=0.0),
     # Yu et al. 2025 (DAPO): clip-higher, token-level mean, dynamic sampling, overlong shaping, no KL
+    # (two minibatches per rollout batch, as in the paper: with one, the ratio is 1 and no clip acts)
     "dapo": dict(advantage="grpo", aggregation="token", clip_low=0.2, clip_high=0.28, kl_coef=0.0,
-                 dynamic_sampling=True, overlong_buffer=32, overlong_penalty=1.0),
+                 dynamic_sampling=True, overlong_buffer=32, overlong_penalty=1.0, minibatches=2),
     # Zheng et al. 2025 (GSPO): sequence-level importance ratio with tight clipping
     "gspo": dict(advantage="grpo", ratio_level="sequence", aggregation="sequence",
-                 clip_low=3e-4, clip_high=4e-4, kl_coef=0.0),
+                 clip_low=3e-4, clip_high=4e-4, kl_coef=0.0, minibatches=2),
     # Ahmadian et al. 2024 (RLOO): leave-one-out baseline
     "rloo": dict(advantage="rloo", aggregation="token", clip_low=0.2, clip_high=0.2, kl_coef=0.0),
     # Hu 2025 (REINFORCE++-baseline): group mean baseline, batch-wide normalisation, KL in reward
@@ -177,7 +178,8 @@ class AlgorithmConfig:
 
     ``preset`` fills every key it names (table in ``ALGORITHM_PRESETS`` and the README); keys
     given explicitly in the YAML or on the command line override the preset's. ``algorithm: ppo``
-    (a bare name) is shorthand for ``algorithm: {preset: ppo}``.
+    (a bare name) is shorthand for ``algorithm: {preset: ppo}``. In Python, build a preset with
+    ``AlgorithmConfig.from_preset("ppo", epochs=4)`` (the constructor alone does not expand it).
     """
 
     preset: Literal["custom", "grpo", "dr_grpo", "dapo", "gspo", "rloo", "reinforce_pp", "ppo"] = "custom"
@@ -229,9 +231,22 @@ class AlgorithmConfig:
         check(self.value_clip is None or self.value_clip > 0, "algorithm.value_clip", "must be > 0 or null")
         check(not (self.advantage == "gae" and self.vf_coef == 0), "algorithm.vf_coef",
               "advantage: gae (PPO) learns a value head: vf_coef must be > 0")
+        check(not (self.ratio_level == "sequence" and self.epochs == 1 and self.minibatches == 1),
+              "algorithm.ratio_level", "the sequence-level (GSPO) ratio is exactly 1 when each rollout batch "
+              "is used for one optimizer step (epochs: 1, minibatches: 1), so it would train like GRPO: set "
+              "algorithm.minibatches >= 2 or algorithm.epochs >= 2")
         check(not (self.advantage == "gae" and self.ratio_level == "sequence"), "algorithm.ratio_level",
               "GAE gives per-token advantages; the sequence-level (GSPO) ratio needs one advantage per "
               "sequence: use ratio_level: token with advantage: gae")
+
+
+def _from_preset(cls, name: str, **overrides: Any) -> "AlgorithmConfig":
+    """``AlgorithmConfig`` with preset ``name``'s keys, then ``overrides``."""
+    raw = apply_algorithm_preset({"algorithm": {"preset": name, **overrides}})["algorithm"]
+    return from_dict(cls, raw, "algorithm.")
+
+
+AlgorithmConfig.from_preset = classmethod(_from_preset)
 
 
 def apply_algorithm_preset(raw: dict[str, Any]) -> dict[str, Any]:
@@ -324,6 +339,10 @@ class GRPOConfig:
         check(not (self.algorithm.advantage == "gae" and self.distill.teacher), "distill.teacher",
               "on-policy distillation sets per-token advantages itself; it cannot be combined with "
               "PPO (advantage: gae). Use a group estimator (grpo, rloo, ...)")
+        check(not (self.algorithm.dynamic_sampling and (self.rollout.group_size < 2 or self.distill.teacher
+                                                        or self.reward.prm)), "algorithm.dynamic_sampling",
+              "drops groups whose answers are all equally correct: it needs rollout.group_size >= 2 and no "
+              "dense signal (distill.teacher or reward.prm give every group a per-token signal)")
         check(not (self.reward.prm and (self.algorithm.advantage == "gae" or self.distill.teacher)),
               "reward.prm", "PRM step rewards are wired into the group estimators (grpo, dr_grpo, "
               "rloo, reinforce_pp); PPO (gae) and on-policy distillation do not use them yet")

@@ -62,28 +62,47 @@ def generate_traces(teacher, source, reward_fn, num_tasks: int, k: int,
                 continue
             tasks.append(task)
         drawn += len(tasks)
-        for task, texts in zip(tasks, teacher.solve(tasks, k)):
+        for task, texts in zip(tasks, _solve(teacher, tasks, k)):
             for i, text in enumerate(texts):
-                episode = verify_text(task, text, reward_fn)
-                error = next((e.message for e in episode.errors), None)
+                if isinstance(text, Exception):  # the teacher failed on this task: recorded, not fatal
+                    error, episode = f"teacher: {type(text).__name__}: {text}", None
+                else:
+                    episode = verify_text(task, text, reward_fn)
+                    error = next((e.message for e in episode.errors), None)
                 ok = error is None and episode.outcome is not None and episode.outcome.correct
                 (accepted if ok else rejected).append({
                     "prompt": [dict(m) for m in task.messages],
-                    "completion": [{"role": "assistant", "content": text}],
+                    "completion": [{"role": "assistant", "content": text if isinstance(text, str) else ""}],
                     "task_id": task.id, "horizon": task.horizon, "answer": task.answer,
                     "sample_index": i,
                     "score": None if error else episode.outcome.score,
                     "correct": bool(ok), "verifier_error": error,
                 })
+    teacher_failed = [r for r in rejected if str(r["verifier_error"]).startswith("teacher:")]
     stats = {"tasks": drawn, "skipped_eval_overlap": skipped, "traces": len(accepted) + len(rejected),
-             "accepted": len(accepted), "rejected": len(rejected),
-             "verifier_errors": sum(r["verifier_error"] is not None for r in rejected)}
+             "accepted": len(accepted), "rejected": len(rejected), "teacher_errors": len(teacher_failed),
+             "verifier_errors": sum(r["verifier_error"] is not None for r in rejected) - len(teacher_failed)}
     stats["acceptance_rate"] = stats["accepted"] / max(stats["traces"], 1)
     by_h: dict[Any, list[bool]] = defaultdict(list)
     for row in accepted + rejected:
         by_h[row["horizon"]].append(row["correct"])
     stats["acceptance_by_horizon"] = {str(h): statistics.fmean(v) for h, v in sorted(by_h.items())}
     return accepted, rejected, stats
+
+
+def _solve(teacher, tasks: list[Task], k: int) -> list[list]:
+    """``teacher.solve`` on a chunk; if the chunk fails, task by task, an exception standing in
+    for the texts of a task that still fails (so one bad request loses one task, not the run)."""
+    try:
+        return teacher.solve(tasks, k)
+    except Exception:  # noqa: BLE001 - retried per task below
+        out = []
+        for task in tasks:
+            try:
+                out.append(teacher.solve([task], k)[0])
+            except Exception as e:  # noqa: BLE001 - recorded as a rejected trace
+                out.append([e])
+        return out
 
 
 def save_traces(out_dir: Path, accepted: list[dict], rejected: list[dict], provenance: dict) -> Path:

@@ -46,8 +46,8 @@ def step_seed(seed: int, step: int) -> int:
 def collect(runner: Runner, source, cfg: GRPOConfig, params, step: int, reward_fn) -> tuple[list, list, dict]:
     """Sample and score one step's groups; returns ``(groups, dropped_groups, metrics)``.
 
-    With ``algorithm.dynamic_sampling`` (DAPO), groups whose scored rewards are all equal are
-    set aside and new prompts are drawn until ``prompts_per_step`` informative groups are kept
+    With ``algorithm.dynamic_sampling`` (DAPO), groups whose scored episodes are all correct or
+    all wrong are set aside and new prompts are drawn until ``prompts_per_step`` informative groups are kept
     or ``max_sampling_rounds`` rounds ran (then the step trains on what it has).
     """
     algo, want = cfg.algorithm, cfg.rollout.prompts_per_step
@@ -59,7 +59,8 @@ def collect(runner: Runner, source, cfg: GRPOConfig, params, step: int, reward_f
         score(groups, reward_fn, cfg)
         rounds += 1
         for group in groups:
-            informative = len({e.reward for e in group.scored}) > 1
+            # DAPO keeps a group when 0 < #correct < G: shaping terms (format, length) alone do not count
+            informative = len({bool(e.outcome.correct) for e in group.scored}) > 1
             (kept if informative or not algo.dynamic_sampling else dropped).append(group)
     metrics = {"dynamic/rounds": float(rounds), "dynamic/dropped_groups": float(len(dropped))} \
         if algo.dynamic_sampling else {}
@@ -77,7 +78,8 @@ def score(groups: list[EpisodeGroup], reward_fn, cfg: GRPOConfig | None = None) 
         return
     scored = [e for g in groups for e in g.scored]
     if scored:
-        lengths = torch.tensor([e.num_policy_tokens for e in scored])
+        # per-turn budget: the last turn's length (an episode's total may span several turns)
+        lengths = torch.tensor([len(e.turns[-1].completion.token_ids) if e.turns else 0 for e in scored])
         penalties = overlong_penalty(lengths, cfg.rollout.max_new_tokens, cfg.algorithm.overlong_buffer,
                                      cfg.algorithm.overlong_penalty)
         for episode, penalty in zip(scored, penalties.tolist()):
@@ -167,6 +169,7 @@ def rollout_metrics(groups: list[EpisodeGroup], max_new_tokens: int) -> dict[str
     step_rewards = [r for e in scored if e.step_rewards for r in e.step_rewards]
     if step_rewards:
         out["prm/step_score_mean"] = statistics.fmean(step_rewards)
+        out["prm/unscored_episodes"] = float(sum(not e.step_rewards for e in scored))
     labelled = [lab for e in scored if e.step_labels for lab in e.step_labels]
     if labelled:
         out["steps/correct_frac"] = statistics.fmean(labelled)

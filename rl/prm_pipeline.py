@@ -24,6 +24,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from rl.distill import _save_atomically
 from rl.io import atomic_write_text
 from rl.prm_config import PRMConfig
 
@@ -59,7 +60,7 @@ def label_stage(cfg: PRMConfig, out: Path, engine, tokenizer, params) -> dict[st
     solutions = [(t, _steps(x)) for t, xs in zip(tasks, texts) for x in xs]
     solutions = [(t, s) for t, s in solutions if s]
     dataset = build_label_dataset(engine, tokenizer, solutions, k=cfg.mc_k, params=params)
-    dataset.save_to_disk(str(out / "labels"))
+    _save_atomically(out / "labels", lambda tmp: dataset.save_to_disk(str(tmp)))
     exact = [row["exact_labels"] for row in dataset]
     quality = {"solutions": len(solutions), "steps": sum(len(s) for _, s in solutions),
                "exact_step_correct_frac": statistics.fmean(y for ys in exact for y in ys),
@@ -84,7 +85,8 @@ def train_stage(cfg: PRMConfig, out: Path) -> dict[str, Any]:
                                seed=cfg.seed)
     result = train_prm(prm, tokenizer, dataset, label_key=key, epochs=cfg.train_epochs, lr=cfg.train_lr,
                        batch_size=cfg.train_batch_size, seed=cfg.seed)
-    prm.save(out / "prm", tokenizer=tokenizer)
+    # a crash mid-save must not leave a readable prm_config.json beside a partial adapter
+    _save_atomically(out / "prm", lambda tmp: prm.save(tmp, tokenizer=tokenizer))
     return {k: v for k, v in result.items() if k != "losses"}
 
 
@@ -102,8 +104,11 @@ def eval_stage(cfg: PRMConfig, out: Path, engine, tokenizer, params) -> dict[str
     texts = sample_solutions(engine, tokenizer, tasks, cfg.best_of_n, params)
     prm, prm_tok = load_prm(out / "prm", cfg.device, dtype=cfg.dtype)
     flat = [(t, x, _steps(x)) for t, xs in zip(tasks, texts) for x in xs]
-    scored = [(t, x, s) for t, x, s in flat if s]
-    scores = prm.step_scores(prm_tok, [t.messages for t, _, _ in scored], [s for _, _, s in scored])
+    with_steps = [i for i, (_, _, s) in enumerate(flat) if s]
+    step_scores = prm.step_scores(prm_tok, [flat[i][0].messages for i in with_steps], [flat[i][2] for i in with_steps])
+    scores_by_flat = {i: sc for i, sc in zip(with_steps, step_scores)}
+    scored = [flat[i] for i in with_steps]
+    scores = step_scores
     labels = [_exact(t, s) for t, _, s in scored]
     # PRM metrics on the first sample of each task (one solution per task, as in the labels)
     first = {}
@@ -120,8 +125,9 @@ def eval_stage(cfg: PRMConfig, out: Path, engine, tokenizer, params) -> dict[str
     calibration_plot([x for s in pick(scores) for x in s], [y for ys in pick(labels) for y in ys],
                      out / "eval" / "calibration.png", title="PRM calibration, held-out chain_math steps")
     # best-of-N: per task, choose among its N samples
+    # every one of the N samples takes part (a sample without steps scores 0 for the PRM)
     by_task: dict[str, list[int]] = {}
-    for i, (t, _, _) in enumerate(scored):
+    for i, (t, _, _) in enumerate(flat):
         by_task.setdefault(t.id, []).append(i)
     bon = {"pass@1": [], "majority": [], **{f"prm_{how}": [] for how in ("min", "last", "product")}}
     for task in tasks:
@@ -130,12 +136,12 @@ def eval_stage(cfg: PRMConfig, out: Path, engine, tokenizer, params) -> dict[str
             for v in bon.values():
                 v.append(0.0)
             continue
-        correct = [answer_is_correct(task, scored[i][1]) for i in ids]
+        correct = [answer_is_correct(task, flat[i][1]) for i in ids]
         bon["pass@1"].append(statistics.fmean(correct))
-        vote = majority_vote([extract_answer(scored[i][1]) for i in ids])
+        vote = majority_vote([extract_answer(flat[i][1]) for i in ids])
         bon["majority"].append(float(vote is not None and answer_is_correct(task, f"#### {vote}")))
         for how in ("min", "last", "product"):
-            chosen = best_of_n([scored[i][1] for i in ids], [scores[i] for i in ids], how)
+            chosen = best_of_n([flat[i][1] for i in ids], [scores_by_flat.get(i, [0.0]) for i in ids], how)
             bon[f"prm_{how}"].append(float(correct[chosen]))
     result["best_of_n"] = {"n": cfg.best_of_n, **{k: statistics.fmean(v) for k, v in bon.items()}}
     result["time_s"] = time.perf_counter() - t0

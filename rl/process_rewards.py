@@ -52,9 +52,11 @@ def assign_process_values(groups: list[EpisodeGroup]) -> dict[int, list[float]]:
 
 
 def process_token_advantages(episode, sample, values_by_episode: dict[int, list[float]], weight: float):
-    """The sample's per-token advantage, or the scalar outcome advantage when it has no PRM values."""
+    """The sample's per-token advantage; without PRM values (a PRM error, no steps, or a turn
+    rendered as its own sample) the outcome share ``(1 - w) * A`` alone, so such samples do not
+    outweigh their group-mates. Fallbacks are counted by ``count_fallbacks``."""
     values = values_by_episode.get(id(episode))
     if values is None or len(values) != len(sample.step_spans):
-        return episode.advantage
+        return (1.0 - weight) * episode.advantage
     tokens = token_advantages_from_steps(sample.step_spans, values, len(sample), sample.loss_mask)
     return mix_advantages(episode.advantage, tokens, weight)

@@ -196,7 +196,8 @@ def policy_update(policy, optimizer, scheduler, samples: list[Sample], advantage
     old, ref, old_values = precomputed
     pad_id = policy.tokenizer.pad_token_id
     stats, mismatch_max, skipped, tokens_seen = MetricSum(), 0.0, 0, 0
-    params = [p for group in optimizer.param_groups for p in group["params"]]
+    # clipped per group: a fresh value head's large gradient must not shrink the policy's step
+    param_groups = [group["params"] for group in optimizer.param_groups]
     for epoch in range(algo.epochs):
         order = torch.randperm(len(samples), generator=generator)
         for mb in [c.tolist() for c in torch.tensor_split(order, algo.minibatches) if len(c)]:
@@ -239,20 +240,26 @@ def policy_update(policy, optimizer, scheduler, samples: list[Sample], advantage
                         _stack(returns, chunk, width, policy.device), mask_bt, algo.value_clip,
                         aggregation=algo.aggregation, **norms)
                     loss = loss + algo.vf_coef * v_loss
-                    for name in ("value/loss", "value/clip_frac"):
-                        stats.add(name, vm[name], n_tok)
+                    # the micro-batch's share of the minibatch loss, scaled like `loss` below
+                    stats.add("value/loss", vm["value/loss"] * len(mb) / len(chunk), len(chunk))
+                    stats.add("value/clip_frac", vm["value/clip_frac"], n_tok)
                 finite = finite and bool(torch.isfinite(loss))
                 loss.backward()
                 tokens_seen += int(n_tok)
                 stats.add("loss", loss.detach() * len(mb) / len(chunk), len(chunk))
                 stats.add("entropy", (entropy_bt.detach() * mask_bt).sum() / max(n_tok, 1), n_tok)
-                for name in ("clip_frac/low", "clip_frac/high", "kl", "entropy_bonus"):
+                if "entropy_bonus" in m:
+                    stats.add("entropy_bonus", m["entropy_bonus"] * len(mb) / len(chunk), len(chunk))
+                for name in ("clip_frac/low", "clip_frac/high", "kl"):
                     if name in m:
                         stats.add(name, m[name], n_tok)
-            grad_norm = float(torch.nn.utils.clip_grad_norm_(params, optim.max_grad_norm))
-            if finite and math.isfinite(grad_norm):
+            norms = [float(torch.nn.utils.clip_grad_norm_(g, optim.max_grad_norm)) for g in param_groups]
+            grad_norm = norms[0]
+            if finite and all(math.isfinite(n) for n in norms):
                 optimizer.step()
                 stats.add("grad_norm", grad_norm, 1.0)
+                if len(norms) > 1:
+                    stats.add("grad_norm/value", norms[1], 1.0)
             else:
                 skipped += 1
             optimizer.zero_grad(set_to_none=True)

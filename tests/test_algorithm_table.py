@@ -42,6 +42,11 @@ def test_incompatible_algorithm_options_are_refused():
         load_config(GRPOConfig, None, ["--algorithm", "dapo", "--rollout.max_new_tokens", "16"])
     with pytest.raises(ConfigError, match="PPO"):
         load_config(GRPOConfig, None, ["--algorithm", "ppo", "--distill.teacher", "tiny-random"])
+    with pytest.raises(ConfigError, match="ratio is exactly 1"):
+        load_config(GRPOConfig, None, ["--algorithm", "gspo", "--algorithm.minibatches", "1"])
+    with pytest.raises(ConfigError, match="dynamic_sampling"):
+        load_config(GRPOConfig, None, ["--algorithm", "dapo", "--distill.teacher", "tiny-random"])
+    assert AlgorithmConfig.from_preset("ppo", epochs=4).advantage == "gae"
 
 
 class _ScriptedRunner:
@@ -69,9 +74,13 @@ class _Counter:
 def test_dynamic_sampling_refills_with_new_prompts():
     counts = {}
 
-    def reward_fn(episode):  # odd task numbers: rewards 0, 1, 0, 1...; even: all 0
+    def reward_fn(episode):  # odd task numbers: wrong, right, ...; even: all wrong (format differs)
+        from rl.types import Outcome
+
         k = counts[episode.task.id] = counts.get(episode.task.id, -1) + 1
-        episode.reward = float(int(episode.task.id) % 2 == 1 and k % 2 == 1)
+        correct = int(episode.task.id) % 2 == 1 and k % 2 == 1
+        episode.outcome = Outcome(score=float(correct), correct=correct)
+        episode.reward = float(correct) + 0.1 * (k % 2)  # a format term alone keeps no group
 
     cfg = load_config(GRPOConfig, None, ["--algorithm", "dapo", "--rollout.prompts_per_step", "3",
                                          "--rollout.group_size", "2", "--algorithm.max_sampling_rounds", "3"])
@@ -151,17 +160,41 @@ SMALL = ["--rollout.engine", "hf", "--rollout.prompts_per_step", "2", "--rollout
          "--progress", "false", "--dtype", "float32", "--optim.micro_batch_size", "4", "--save_every", "1"]
 
 
-def test_ppo_trains_a_value_head_and_resumes_it(tmp_path, tiny_path):
+def _length_reward(episode):
+    """A reward tiny-random can earn: it varies with the completion, so values have a target."""
+    from rl.types import Outcome
+
+    episode.outcome = Outcome(score=0.0, correct=False)
+    episode.reward_terms = {"outcome": 0.0}
+    episode.reward = float(episode.num_policy_tokens % 3)
+
+
+def test_ppo_trains_a_value_head_and_resumes_it(tmp_path, tiny_path, monkeypatch):
+    import rl.grpo
     from rl.grpo import train
 
+    monkeypatch.setattr(rl.grpo, "build_reward", lambda env, reward: _length_reward)
+
     args = ["--model", str(tiny_path), "--output_dir", str(tmp_path / "run"), "--algorithm", "ppo",
-            "--rollout.group_size", "1", "--reward.format_weight", "1.0", *SMALL]
+            "--rollout.group_size", "2", "--rollout.temperature", "2.0", *SMALL]
     cfg = load_config(GRPOConfig, None, [*args, "--max_steps", "2"])
     run = train(cfg)
     rows = list(read_jsonl(run / "metrics.jsonl"))
     assert all("value/loss" in r and "value/explained_var" in r and "kl_reward/mean" in r for r in rows)
     head = torch.load(run / "checkpoints" / "step_2" / "value_head.pt")
-    assert set(head) == {"linear.weight", "linear.bias"}
+    assert set(head) == {"linear.weight", "linear.bias"} and head["linear.weight"].abs().sum() > 0
+    # resuming puts the trained head (not a fresh zero one) back
+    from rl.grpo import _optimizer, _resume
+    from rl.models import load_policy
+    from rl.run_dir import RunDir
+    from rl.value_head import build_value_head
+    from rl.components import build_task_source
+
+    policy = load_policy(str(tiny_path), lora=cfg.lora, dtype="float32", device="cpu")
+    fresh = build_value_head(policy)
+    optimizer, scheduler = _optimizer(policy, cfg, fresh)
+    _resume(RunDir(run), policy, optimizer, scheduler, build_task_source(cfg.env, cfg.seed), {"value_head": fresh})
+    assert torch.equal(fresh.linear.weight, head["linear.weight"].to(fresh.linear.weight.dtype))
     cfg = load_config(GRPOConfig, None, [*args, "--max_steps", "3"])
     rows = list(read_jsonl(train(cfg, resume=True) / "metrics.jsonl"))
     assert [r["step"] for r in rows] == [1, 2, 3]

@@ -42,6 +42,23 @@ def test_verifier_rejects_wrong_traces():
     assert row["completion"][0]["content"].endswith(f"#### {row['answer']}")
 
 
+class _FlakyTeacher:
+    """Fails whole chunks, and for good on one task: that task is recorded, the rest kept."""
+
+    name = "flaky"
+
+    def solve(self, tasks, k=1):
+        if len(tasks) > 1 or tasks[0].id.endswith("-i1"):
+            raise ConnectionError("endpoint went away")
+        return [[oracle_solution(tasks[0])]]
+
+
+def test_a_failing_teacher_loses_one_task_not_the_run():
+    accepted, rejected, stats = generate_traces(_FlakyTeacher(), _source(), REWARD, num_tasks=3, k=1)
+    assert len(accepted) == 2 and stats["teacher_errors"] == 1 and stats["verifier_errors"] == 0
+    assert rejected[0]["verifier_error"].startswith("teacher: ConnectionError")
+
+
 def test_eval_prompts_are_left_out():
     source = _source()
     first = source.task_at(0).messages[-1]["content"]
