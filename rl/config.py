@@ -60,6 +60,9 @@ class EnvConfig:
     mul_range: list[int] = field(default_factory=lambda: [2, 5])
     max_abs_value: int | None = 999
     timeout_s: float = 30.0  # wall-clock limit per env reset/step; a hung call marks its episode
+    # "thread": envs run in the trainer's process (a hang is abandoned on a thread); "process":
+    # in a worker process, so an env that crashes the interpreter costs only its episodes
+    isolation: Literal["thread", "process"] = "thread"
 
     def __post_init__(self) -> None:
         check(self.timeout_s > 0, "env.timeout_s", f"must be > 0, got {self.timeout_s}")

@@ -282,7 +282,12 @@ def train(cfg: GRPOConfig, resume: bool = False) -> Path:
     start, nonfinite_streak = state["step"], state.get("nonfinite_streak", 0)
     engine = build_engine(cfg.rollout, policy, seed=cfg.seed)
     params = sampling_params(cfg.rollout, policy.tokenizer)
-    runner = Runner(engine, policy.tokenizer, source.make_env, env_timeout_s=cfg.env.timeout_s)
+    make_env = source.make_env
+    if cfg.env.isolation == "process":
+        from rl.rollout.env_worker import ProcessEnvs
+
+        make_env = ProcessEnvs(source.make_env, timeout_s=cfg.env.timeout_s)
+    runner = Runner(engine, policy.tokenizer, make_env, env_timeout_s=cfg.env.timeout_s)
     try:
         with Progress(cfg.max_steps, start, enabled=cfg.progress) as progress:
             for step in range(start + 1, cfg.max_steps + 1):
@@ -350,4 +355,6 @@ def train(cfg: GRPOConfig, resume: bool = False) -> Path:
                 progress.advance(row)
     finally:
         engine.close()
+        if make_env is not source.make_env:
+            make_env.close()
     return run.path
