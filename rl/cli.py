@@ -47,38 +47,33 @@ def split_args(argv: list[str]) -> tuple[str | None, bool, list[str]]:
     return config, resume, rest
 
 
-def run_train(argv: list[str]) -> int:
-    from rl.config import GRPOConfig, load_config
-    from rl.grpo import train
+def _run(argv: list[str], config_cls: str, runner: str, label: str) -> int:
+    """Load ``config_cls`` ("module:Class") from ``--config`` + overrides and call ``runner``."""
+    import importlib
+
+    from rl.config import load_config
+
+    def resolve(ref: str):
+        module, name = ref.split(":")
+        return getattr(importlib.import_module(module), name)
 
     config, resume, overrides = split_args(argv)
-    cfg = load_config(GRPOConfig, config, overrides)
-    path = train(cfg, resume=resume)
-    print(f"run directory: {path}")
+    cfg = load_config(resolve(config_cls), config, overrides)
+    path = resolve(runner)(cfg, resume=resume)
+    print(f"{label}: {path}")
     return 0
+
+
+def run_train(argv: list[str]) -> int:
+    return _run(argv, "rl.config:GRPOConfig", "rl.grpo:train", "run directory")
 
 
 def run_distill(argv: list[str]) -> int:
-    from rl.config import load_config
-    from rl.distill_config import DistillConfig
-    from rl.distill import distill
-
-    config, resume, overrides = split_args(argv)
-    cfg = load_config(DistillConfig, config, overrides)
-    path = distill(cfg, resume=resume)
-    print(f"output directory: {path}")
-    return 0
+    return _run(argv, "rl.distill_config:DistillConfig", "rl.distill:distill", "output directory")
 
 
 def run_prm(argv: list[str]) -> int:
-    from rl.config import load_config
-    from rl.prm_config import PRMConfig
-    from rl.prm_pipeline import run_prm as run
-
-    config, _, overrides = split_args(argv)
-    path = run(load_config(PRMConfig, config, overrides))
-    print(f"output directory: {path}")
-    return 0
+    return _run(argv, "rl.prm_config:PRMConfig", "rl.prm_pipeline:run_prm", "output directory")
 
 
 def run_keys(argv: list[str]) -> int:
@@ -86,7 +81,6 @@ def run_keys(argv: list[str]) -> int:
 
     from rl.config import GRPOConfig, all_keys
     from rl.distill_config import DistillConfig
-
     from rl.prm_config import PRMConfig
 
     cls = {"distill": DistillConfig, "prm": PRMConfig}.get(argv[0] if argv else "", GRPOConfig)

@@ -149,8 +149,9 @@ def eval_stage(cfg: PRMConfig, out: Path, engine, tokenizer, params) -> dict[str
     return result
 
 
-def run_prm(cfg: PRMConfig) -> Path:
-    """Run the configured stages; returns the output directory."""
+def run_prm(cfg: PRMConfig, resume: bool = False) -> Path:
+    """Run the configured stages; returns the output directory (``resume`` is accepted for a
+    uniform CLI: stages are picked with ``stages``)."""
     from rl.components import build_engine
     from rl.config import save_config
     from rl.models import check_model_available, load_policy
