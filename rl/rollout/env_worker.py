@@ -1,10 +1,11 @@
 """Environments in a child process: a crash (segfault, ``os._exit``, OOM kill) or a hang in an env
 costs only the episodes whose envs lived in that process, never the training run.
 
-All envs of a step share one worker, so a crash also ends the other envs still alive in it
-(their episodes are recorded as ``env`` errors; ``max_failed_frac`` decides whether the step
-trains). One worker per env would isolate episodes from each other at the price of a process
-start per episode; not done yet.
+All envs of a step share one worker (one process start per crash, not per episode). The other
+envs alive in a worker that died are rebuilt in the new worker by replaying their calls
+(create, reset, the actions so far), so only the culprit's episode is marked; this assumes an
+env is a deterministic function of its task and actions (chain_math and test-running code envs
+are). A replay that itself fails marks that episode too.
 
 ``ProcessEnvs(make_env, timeout_s)`` is a drop-in ``make_env`` for the ``Runner``: it returns
 ``RemoteEnv`` proxies whose ``reset``/``step`` run in one worker process (spawned, so no state of
@@ -113,13 +114,25 @@ class ProcessEnvs:
 
 
 class RemoteEnv:
-    """Proxy of one env living in a ``ProcessEnvs`` worker."""
+    """Proxy of one env living in a ``ProcessEnvs`` worker; rebuilt by replay after another
+    env crashed the worker."""
 
     def __init__(self, pool: ProcessEnvs, generation: int, env_id: int, task: Task):
         self.pool, self.generation, self.env_id, self.task = pool, generation, env_id, task
+        self.history: list[tuple[str, tuple]] = []
+
+    def _call(self, command: str, *args):
+        if self.generation != self.pool._generation:  # our worker died under another env: replay
+            self.generation = self.pool._generation
+            self.pool.call(self.generation, self.env_id, "create", self.task)
+            for past, past_args in self.history:
+                self.pool.call(self.generation, self.env_id, past, *past_args)
+        value = self.pool.call(self.generation, self.env_id, command, *args)
+        self.history.append((command, args))
+        return value
 
     def reset(self):
-        return self.pool.call(self.generation, self.env_id, "reset")
+        return self._call("reset")
 
     def step(self, action: str):
-        return self.pool.call(self.generation, self.env_id, "step", action)
+        return self._call("step", action)
