@@ -355,6 +355,6 @@ def train(cfg: GRPOConfig, resume: bool = False) -> Path:
                 progress.advance(row)
     finally:
         engine.close()
-        if make_env is not source.make_env:
+        if cfg.env.isolation == "process":
             make_env.close()
     return run.path
