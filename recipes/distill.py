@@ -26,11 +26,9 @@ DEFAULT_CONFIG = Path(__file__).parent / "configs" / "distill_chain_math.yaml"
 
 def main(argv: list[str]) -> int:
     """Run ``horizon distill`` with this recipe's config unless ``--config`` is given."""
-    from rl.cli import main as cli_main
-    from rl.cli import split_args
+    from rl.cli import run_recipe
 
-    config, _, _ = split_args(argv)
-    return cli_main(["distill", *([] if config else ["--config", str(DEFAULT_CONFIG)]), *argv])
+    return run_recipe("distill", DEFAULT_CONFIG, argv)
 
 
 if __name__ == "__main__":

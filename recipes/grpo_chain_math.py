@@ -30,11 +30,9 @@ DEFAULT_CONFIG = Path(__file__).parent / "configs" / "grpo_chain_math.yaml"
 
 def main(argv: list[str]) -> int:
     """Run ``horizon train`` with this recipe's config unless ``--config`` is given."""
-    from rl.cli import main as cli_main
-    from rl.cli import split_args
+    from rl.cli import run_recipe
 
-    config, _, _ = split_args(argv)
-    return cli_main(["train", *([] if config else ["--config", str(DEFAULT_CONFIG)]), *argv])
+    return run_recipe("train", DEFAULT_CONFIG, argv)
 
 
 if __name__ == "__main__":

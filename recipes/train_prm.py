@@ -21,11 +21,10 @@ DEFAULT_CONFIG = Path(__file__).parent / "configs" / "prm_chain_math.yaml"
 
 
 def main(argv: list[str]) -> int:
-    from rl.cli import main as cli_main
-    from rl.cli import split_args
+    """Run ``horizon prm`` with this recipe's config unless ``--config`` is given."""
+    from rl.cli import run_recipe
 
-    config, _, _ = split_args(argv)
-    return cli_main(["prm", *([] if config else ["--config", str(DEFAULT_CONFIG)]), *argv])
+    return run_recipe("prm", DEFAULT_CONFIG, argv)
 
 
 if __name__ == "__main__":

@@ -104,6 +104,12 @@ def run_keys(argv: list[str]) -> int:
 COMMANDS = {"train": run_train, "distill": run_distill, "prm": run_prm, "keys": run_keys}
 
 
+def run_recipe(command: str, default_config, argv: list[str], extra: list[str] = ()) -> int:
+    """A recipe script: ``horizon COMMAND`` with its default config unless ``--config`` is given."""
+    config, _, _ = split_args(argv)
+    return main([command, *([] if config else ["--config", str(default_config)]), *extra, *argv])
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if not argv or argv[0] in ("-h", "--help", "help"):

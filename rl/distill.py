@@ -20,7 +20,6 @@ are wrong, including a buggy oracle, contributes nothing).
 from __future__ import annotations
 
 import json
-import shutil
 import statistics
 import time
 from collections import defaultdict
@@ -29,7 +28,7 @@ from typing import Any
 
 from rl.distill_config import DistillConfig
 from rl.errors import ConfigError, DataError
-from rl.io import atomic_write_text
+from rl.io import atomic_write_dir, atomic_write_text
 from rl.types import Completion, Episode, Task, Turn
 
 PREVIEW_ROWS = 20
@@ -117,11 +116,8 @@ def save_traces(out_dir: Path, accepted: list[dict], rejected: list[dict], prove
     out_dir.mkdir(parents=True, exist_ok=True)
     dataset = Dataset.from_list(accepted)
     dataset.info.description = json.dumps(provenance)
-    final, tmp = out_dir / "traces", out_dir / ".traces.tmp"
-    shutil.rmtree(tmp, ignore_errors=True)
-    dataset.save_to_disk(str(tmp))
-    shutil.rmtree(final, ignore_errors=True)
-    tmp.rename(final)
+    final = out_dir / "traces"
+    atomic_write_dir(final, lambda tmp: dataset.save_to_disk(str(tmp)))
     jsonl = lambda rows: "".join(json.dumps(r) + "\n" for r in rows)  # noqa: E731
     atomic_write_text(out_dir / "traces_preview.jsonl", jsonl(accepted[:PREVIEW_ROWS]))
     atomic_write_text(out_dir / "traces_rejected.jsonl", jsonl(rejected))
@@ -205,7 +201,7 @@ def sft_student(cfg: DistillConfig, dataset, out_dir: Path, resume: bool = False
     tokenizer = trainer.processing_class
     adapter_dir = out_dir / "adapter"
     if cfg.lora.r > 0:
-        _save_atomically(adapter_dir, lambda tmp: model.save_pretrained(tmp))
+        atomic_write_dir(adapter_dir, lambda tmp: model.save_pretrained(tmp))
         model = model.merge_and_unload()
     model_dir = out_dir / "model"
 
@@ -213,19 +209,10 @@ def sft_student(cfg: DistillConfig, dataset, out_dir: Path, resume: bool = False
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
 
-    _save_atomically(model_dir, save_model)
+    atomic_write_dir(model_dir, save_model)
     return {"model": str(model_dir), "adapter": str(adapter_dir) if cfg.lora.r > 0 else None,
             "steps": trainer.state.global_step, "loss_first": losses[0] if losses else None,
             "loss_last": losses[-1] if losses else None, "time_s": time.perf_counter() - t0}
-
-
-def _save_atomically(final: Path, write) -> None:
-    tmp = final.with_name(f".{final.name}.tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    write(tmp)
-    shutil.rmtree(final, ignore_errors=True)
-    tmp.rename(final)
 
 
 # ---------------------------------------------------------------- pipeline
@@ -244,7 +231,7 @@ def _evaluate(model: str, cfg: DistillConfig) -> dict[str, Any]:
 def distill(cfg: DistillConfig, resume: bool = False) -> Path:
     """Run ``cfg.stages`` in order; returns the output directory (see the module docstring)."""
     from rl.components import build_reward, build_task_source
-    from rl.config import save_config
+    from rl.config import save_config, to_dict
     from rl.evaluate import eval_prompts, plot_horizon_curves
     from rl.models import check_model_available
     from rl.teachers import build_teacher
@@ -274,8 +261,8 @@ def distill(cfg: DistillConfig, resume: bool = False) -> Path:
                 cfg.num_tasks, cfg.teacher.samples_per_task, eval_prompts(cfg.env, cfg.eval))
         finally:
             teacher.close()
-        provenance = {"teacher": teacher.name, "teacher_config": _asdict(cfg.teacher),
-                      "verifier": "rewards.math.MathVerifier", "env": _asdict(cfg.env), "seed": cfg.seed,
+        provenance = {"teacher": teacher.name, "teacher_config": to_dict(cfg.teacher),
+                      "verifier": "rewards.math.MathVerifier", "env": to_dict(cfg.env), "seed": cfg.seed,
                       "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), **stats,
                       "time_s": time.perf_counter() - t0}
         save_traces(out, accepted, rejected, provenance)
@@ -298,9 +285,3 @@ def distill(cfg: DistillConfig, resume: bool = False) -> Path:
             curves = {"base": {int(h): v for h, v in summary["eval_before"]["pass@1"].items()}, **curves}
         plot_horizon_curves(curves, out / "eval" / "horizon_curve.png", title=f"distilled {cfg.model}")
     return out
-
-
-def _asdict(obj) -> dict:
-    import dataclasses
-
-    return dataclasses.asdict(obj)

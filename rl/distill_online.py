@@ -55,23 +55,13 @@ class TeacherScorer:
         self.policy.model.eval()
         self.name = teacher
 
-    @torch.no_grad()
     def token_logprobs(self, policy, samples: list[Sample], temperature: float,
                        micro_batch_size: int) -> list[torch.Tensor]:
         """Per-sample 1-D logprobs of every token of ``samples`` under ``policy`` (no gradient)."""
-        from rl.update import collate, micro_batches, token_logprobs
+        from rl.update import reference_pass
 
-        was_training = policy.model.training
-        policy.model.eval()
-        out: list[torch.Tensor] = [None] * len(samples)  # type: ignore[list-item]
-        pad_id = policy.tokenizer.pad_token_id
-        for chunk in micro_batches(samples, list(range(len(samples))), micro_batch_size):
-            batch = collate(samples, chunk, [0.0] * len(samples), pad_id, policy.device)
-            logprobs_bt, _, _ = token_logprobs(policy, batch, temperature)
-            for row, i in enumerate(chunk):
-                out[i] = logprobs_bt[row, : len(samples[i])].float().cpu()
-        policy.model.train(was_training)
-        return out
+        old, _, _ = reference_pass(policy, samples, temperature, micro_batch_size, need_old=True, need_ref=False)
+        return [lp.float().cpu() for lp in old]
 
     def advantages(self, student, samples: list[Sample], outcome_advantages: list[float], coef: float,
                    outcome_coef: float, temperature: float, micro_batch_size: int):

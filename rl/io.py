@@ -10,6 +10,20 @@ from pathlib import Path
 from typing import Any, Iterator
 
 
+def atomic_write_dir(final: Path, write) -> None:
+    """Call ``write(tmp_dir)`` then rename the finished directory to ``final`` (replacing it), so a
+    crash never leaves a half-written directory under ``final``'s name."""
+    import shutil
+
+    final = Path(final)
+    tmp = final.with_name(f".{final.name}.tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    write(tmp)
+    shutil.rmtree(final, ignore_errors=True)
+    tmp.rename(final)
+
+
 def atomic_write_text(path: Path, text: str) -> None:
     """Write ``text`` to ``path`` via a temp file in the same directory and ``os.replace``."""
     path.parent.mkdir(parents=True, exist_ok=True)

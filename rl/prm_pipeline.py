@@ -24,8 +24,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from rl.distill import _save_atomically
-from rl.io import atomic_write_text
+from rl.io import atomic_write_dir, atomic_write_text
 from rl.prm_config import PRMConfig
 
 
@@ -60,7 +59,7 @@ def label_stage(cfg: PRMConfig, out: Path, engine, tokenizer, params) -> dict[st
     solutions = [(t, _steps(x)) for t, xs in zip(tasks, texts) for x in xs]
     solutions = [(t, s) for t, s in solutions if s]
     dataset = build_label_dataset(engine, tokenizer, solutions, k=cfg.mc_k, params=params)
-    _save_atomically(out / "labels", lambda tmp: dataset.save_to_disk(str(tmp)))
+    atomic_write_dir(out / "labels", lambda tmp: dataset.save_to_disk(str(tmp)))
     exact = [row["exact_labels"] for row in dataset]
     quality = {"solutions": len(solutions), "steps": sum(len(s) for _, s in solutions),
                "exact_step_correct_frac": statistics.fmean(y for ys in exact for y in ys),
@@ -86,7 +85,7 @@ def train_stage(cfg: PRMConfig, out: Path) -> dict[str, Any]:
     result = train_prm(prm, tokenizer, dataset, label_key=key, epochs=cfg.train_epochs, lr=cfg.train_lr,
                        batch_size=cfg.train_batch_size, seed=cfg.seed)
     # a crash mid-save must not leave a readable prm_config.json beside a partial adapter
-    _save_atomically(out / "prm", lambda tmp: prm.save(tmp, tokenizer=tokenizer))
+    atomic_write_dir(out / "prm", lambda tmp: prm.save(tmp, tokenizer=tokenizer))
     return {k: v for k, v in result.items() if k != "losses"}
 
 
