@@ -310,6 +310,9 @@ class GRPOConfig:
     output_dir: str = "runs/grpo_chain_math"
     seed: int = 0
     max_steps: int = 100
+    # wall-clock budget of the training loop in seconds (summed over resumes): the run stops after
+    # the first step that reaches it, with a checkpoint. None: max_steps alone ends the run
+    max_train_s: float | None = None
     device: Literal["auto", "cpu", "cuda"] = "auto"
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
     save_every: int = 25
@@ -326,6 +329,8 @@ class GRPOConfig:
 
     def __post_init__(self) -> None:
         check(self.max_steps >= 1, "max_steps", f"must be >= 1, got {self.max_steps}")
+        check(self.max_train_s is None or self.max_train_s > 0, "max_train_s",
+              f"must be > 0 seconds, got {self.max_train_s}; or leave it unset for a step budget only")
         check(self.save_every >= 1, "save_every", "must be >= 1")
         check(self.keep_last >= 1, "keep_last", "must be >= 1")
         check(bool(self.model), "model", "must name a built-in model or a local directory")

@@ -112,3 +112,33 @@ def plot_horizon_curves(curves: dict[str, dict[int, float]], path, title: str = 
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
+
+
+def evaluate_run(run_dir, cfg: EvalConfig, step: int | None = None) -> dict[str, Any]:
+    """Greedy pass@1 per horizon of a GRPO run's checkpoint (the newest, or ``step``).
+
+    The run's own ``config.yaml`` gives the base model, LoRA shape, env and reward; the
+    checkpoint's adapter is loaded onto it. ``step=0`` scores the base model (the run's start).
+    Returns ``evaluate_policy``'s dict plus ``"run"`` and ``"step"``.
+    """
+    from pathlib import Path
+
+    from rl.checkpoint import list_checkpoints, load_checkpoint
+    from rl.config import GRPOConfig, load_config
+    from rl.errors import DataError
+    from rl.models import load_policy
+
+    run_dir = Path(run_dir)
+    run_cfg = load_config(GRPOConfig, run_dir / "config.yaml")
+    policy = load_policy(run_cfg.model, lora=run_cfg.lora, dtype=run_cfg.dtype, device=run_cfg.device,
+                         trainable=False)
+    if step != 0:
+        checkpoints = {int(p.name.split("_")[1]): p for p in list_checkpoints(run_dir / "checkpoints")}
+        if not checkpoints or (step is not None and step not in checkpoints):
+            raise DataError(f"{run_dir}: no checkpoint {'at step ' + str(step) if step else ''} "
+                            f"(found steps {sorted(checkpoints)}); train it first or pick another step")
+        step = step if step is not None else max(checkpoints)
+        load_checkpoint(checkpoints[step], policy)
+    result = evaluate_policy(policy, run_cfg.env, cfg, run_cfg.reward)
+    result.update(run=str(run_dir), step=step)
+    return result

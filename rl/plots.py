@@ -25,7 +25,9 @@ def plot_runs(runs: dict[str, str | Path], metrics: list[str], path: str | Path,
             continue
         t0 = rows[0]["time"] - rows[0].get("time/step_s", 0.0)
         for i, metric in enumerate(metrics):
-            points = [(r["step"], (r["time"] - t0) / 60, r[metric]) for r in rows if r.get(metric) is not None]
+            # time/train_s: the loop's own clock, which leaves out pauses between a kill and a resume
+            points = [(r["step"], r.get("time/train_s", r["time"] - t0) / 60, r[metric]) for r in rows
+                      if r.get(metric) is not None]
             if not points:
                 continue
             steps, minutes, values = zip(*points)

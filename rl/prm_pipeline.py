@@ -18,6 +18,7 @@ Stages (``cfg.stages``), writing under ``cfg.output_dir``:
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import statistics
 import time
@@ -58,6 +59,8 @@ def label_stage(cfg: PRMConfig, out: Path, engine, tokenizer, params) -> dict[st
     texts = sample_solutions(engine, tokenizer, tasks, cfg.samples_per_task, params)
     solutions = [(t, _steps(x)) for t, xs in zip(tasks, texts) for x in xs]
     solutions = [(t, s) for t, s in solutions if s]
+    if cfg.mc_temperature is not None:
+        params = dataclasses.replace(params, temperature=cfg.mc_temperature)
     dataset = build_label_dataset(engine, tokenizer, solutions, k=cfg.mc_k, params=params)
     atomic_write_dir(out / "labels", lambda tmp: dataset.save_to_disk(str(tmp)))
     exact = [row["exact_labels"] for row in dataset]
@@ -107,21 +110,14 @@ def eval_stage(cfg: PRMConfig, out: Path, engine, tokenizer, params) -> dict[str
     step_scores = prm.step_scores(prm_tok, [flat[i][0].messages for i in with_steps], [flat[i][2] for i in with_steps])
     scores_by_flat = {i: sc for i, sc in zip(with_steps, step_scores)}
     scored = [flat[i] for i in with_steps]
-    scores = step_scores
     labels = [_exact(t, s) for t, _, s in scored]
-    # PRM metrics on the first sample of each task (one solution per task, as in the labels)
-    first = {}
-    for i, (t, _, _) in enumerate(scored):
-        first.setdefault(t.id, i)
-    idx = list(first.values())
-    pick = lambda xs: [xs[i] for i in idx]  # noqa: E731
+    # metrics over every held-out sample with steps (N per task: more steps, tighter AUCs)
     result: dict[str, Any] = {
-        "prm": evaluate_scores(pick(scores), pick(labels)),
-        "position_baseline": evaluate_scores([position_baseline(len(s)) for _, _, s in pick(scored)], pick(labels)),
-        "arithmetic_baseline": evaluate_scores([arithmetic_check_baseline(s) for _, _, s in pick(scored)],
-                                               pick(labels)),
+        "prm": evaluate_scores(step_scores, labels),
+        "position_baseline": evaluate_scores([position_baseline(len(s)) for _, _, s in scored], labels),
+        "arithmetic_baseline": evaluate_scores([arithmetic_check_baseline(s) for _, _, s in scored], labels),
     }
-    calibration_plot([x for s in pick(scores) for x in s], [y for ys in pick(labels) for y in ys],
+    calibration_plot([x for s in step_scores for x in s], [y for ys in labels for y in ys],
                      out / "eval" / "calibration.png", title="PRM calibration, held-out chain_math steps")
     # best-of-N: per task, choose among its N samples
     # every one of the N samples takes part (a sample without steps scores 0 for the PRM)

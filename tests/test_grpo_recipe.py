@@ -113,3 +113,46 @@ def test_unknown_model_fails_before_loading(tmp_path):
     cfg = load_config(GRPOConfig, None, ["--model", str(tmp_path / "missing"), "--output_dir", str(tmp_path)])
     with pytest.raises(ModelNotFound, match="built-in name"):
         rl.grpo.train(cfg)
+
+
+def test_wall_clock_budget_stops_with_a_checkpoint_and_holds_over_resume(tmp_path):
+    import rl.grpo
+    from rl.checkpoint import list_checkpoints
+
+    # any real step takes more than a millisecond: the budget is spent after step 1
+    base = [*SMALL, "--output_dir", str(tmp_path), "--save_every", "10", "--max_steps", "5",
+            "--max_train_s", "0.001"]
+    rl.grpo.train(load_config(GRPOConfig, None, base))
+    rows = list(read_jsonl(tmp_path / "metrics.jsonl"))
+    assert [r["step"] for r in rows] == [1]
+    assert rows[0]["time/train_s"] == pytest.approx(rows[0]["time/step_s"])
+    assert [p.name for p in list_checkpoints(tmp_path / "checkpoints")] == ["step_1"]  # saved off-schedule
+    rl.grpo.train(load_config(GRPOConfig, None, base), resume=True)  # budget already spent: no new step
+    assert [r["step"] for r in read_jsonl(tmp_path / "metrics.jsonl")] == [1]
+    # a larger budget on resume continues from the saved clock
+    rl.grpo.train(load_config(GRPOConfig, None, [*base, "--max_train_s", "1e6", "--max_steps", "2"]), resume=True)
+    rows = list(read_jsonl(tmp_path / "metrics.jsonl"))
+    assert [r["step"] for r in rows] == [1, 2]
+    assert rows[1]["time/train_s"] == pytest.approx(rows[0]["time/train_s"] + rows[1]["time/step_s"])
+
+
+def test_bad_wall_clock_budget_is_refused():
+    from rl.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="max_train_s"):
+        load_config(GRPOConfig, None, ["--max_train_s", "0"])
+
+
+def test_evaluate_run_scores_a_checkpoint_and_the_start_model(tmp_path):
+    import rl.grpo
+    from rl.distill_config import EvalConfig
+    from rl.errors import DataError
+    from rl.evaluate import evaluate_run
+
+    rl.grpo.train(load_config(GRPOConfig, None, [*SMALL, "--output_dir", str(tmp_path), "--max_steps", "1"]))
+    eval_cfg = EvalConfig(horizons=[2, 3], tasks_per_horizon=2, max_new_tokens=8, engine="hf")
+    final, start = evaluate_run(tmp_path, eval_cfg), evaluate_run(tmp_path, eval_cfg, step=0)
+    assert final["step"] == 1 and start["step"] == 0
+    assert set(final["pass@1"]) == {2, 3} and all(0.0 <= p <= 1.0 for p in final["pass@1"].values())
+    with pytest.raises(DataError, match="no checkpoint at step 7"):
+        evaluate_run(tmp_path, eval_cfg, step=7)

@@ -93,3 +93,37 @@ def test_build_dataset_and_tasks_without_exact_labels(tokenizer):
     assert ds[1]["exact_labels"] is None and ds[1]["labels"] == [True] and ds[1]["horizon"] is None
     assert ds[1]["messages"][0]["role"] == "system"
     assert ds[0]["labels"] == [True, True, False]
+
+
+def test_label_stage_samples_hot_and_completes_at_mc_temperature(tokenizer, tmp_path):
+    from rl.config import load_config
+    from rl.prm_config import PRMConfig
+    from rl.prm_pipeline import label_stage
+
+    class Recorder:
+        name = "recorder"
+
+        def __init__(self):
+            self.temperatures = []
+
+        def generate(self, prompts, params, n=1):
+            self.temperatures.append(params.temperature)
+            text = "1 + 1 = 2\n#### 2" if len(self.temperatures) == 1 else "#### 0"
+            return [[Completion([0], [0.0], text, "stop")] * n for _ in prompts]
+
+    cfg = load_config(PRMConfig, None, ["--num_tasks", "2", "--samples_per_task", "1", "--mc_k", "3",
+                                        "--mc_temperature", "0.3"])
+    engine = Recorder()
+    quality = label_stage(cfg, tmp_path, engine, tokenizer, SamplingParams(temperature=1.0, max_new_tokens=8))
+    assert engine.temperatures == [1.0, 0.3]  # solutions at the rollout's temperature, MC cooler
+    assert quality["solutions"] == 2 and quality["steps"] == 4
+    assert (tmp_path / "labels" / "quality.json").is_file()
+
+
+def test_mc_temperature_must_be_positive():
+    from rl.config import load_config
+    from rl.errors import ConfigError
+    from rl.prm_config import PRMConfig
+
+    with pytest.raises(ConfigError, match="mc_temperature"):
+        load_config(PRMConfig, None, ["--mc_temperature", "0"])
