@@ -27,6 +27,9 @@ class PRMConfig:
     # rollout.temperature so they hold mistakes). A cooler completer finishes correct prefixes more
     # often, so fewer correct steps get label 0: MC AUC vs exact 0.80 at 1.0 -> 0.81 at 0.5, h 2-4, k 8
     mc_temperature: float | None = None
+    # train on each solution only through its first error (by the hard MC label, or the exact one
+    # with labels: exact), so step scores mean "right, given a right prefix"; False: every step
+    train_until_first_error: bool = False
     train_epochs: int = 2
     train_lr: float = 2.0e-4
     train_batch_size: int = 8

@@ -77,10 +77,13 @@ def train_stage(cfg: PRMConfig, out: Path) -> dict[str, Any]:
     from datasets import load_from_disk
 
     from rewards.prm.model import build_prm
-    from rewards.prm.train import train_prm
+    from rewards.prm.train import train_prm, until_first_error
 
     dataset = load_from_disk(str(out / "labels"))
     key = {"mc_soft": "soft_labels", "mc_hard": "labels", "exact": "exact_labels"}[cfg.labels]
+    if cfg.train_until_first_error:
+        error_key = "exact_labels" if cfg.labels == "exact" else "labels"
+        dataset = dataset.map(lambda row: until_first_error(row, error_key))
     if cfg.labels == "exact":
         dataset = dataset.map(lambda row: {"exact_labels": [float(v) for v in row["exact_labels"]]})
     prm, tokenizer = build_prm(cfg.prm_base or cfg.sampler, lora=cfg.lora, dtype=cfg.dtype, device=cfg.device,

@@ -6,6 +6,7 @@ import torch
 from rewards.prm.model import build_prm, encode, load_prm, make_scorer, newline_id
 from rewards.prm.train import step_loss, train_prm
 from rl.config import LoraConfig
+from rl.errors import DataError
 from rl.types import Task
 
 MESSAGES = [{"role": "user", "content": "Start with 2. Add 3. Multiply by 4."}]
@@ -101,3 +102,21 @@ def test_full_trunk_round_trip_and_bf16_autocast(tiny_path, tmp_path):
     bf16, tok3 = build_prm(str(tiny_path), lora=LoraConfig(r=4, alpha=8), dtype="bfloat16", device="cpu")
     scores = bf16.step_scores(tok3, [MESSAGES], [STEPS])[0]
     assert len(scores) == 3 and all(0.0 < x < 1.0 for x in scores)
+
+
+def test_until_first_error_cuts_every_step_column_after_the_first_false():
+    from rewards.prm.train import until_first_error
+
+    row = {"prompt": "p", "completions": ["a", "b", "c", "d"], "labels": [True, False, True, False],
+           "soft_labels": [0.5, 0.0, 0.25, 0.0], "exact_labels": [True, True, False, False],
+           "messages": [{"role": "user", "content": "p"}] * 4, "task_id": "t", "horizon": 3}
+    by_mc = until_first_error(row, "labels")  # first hard-MC error: step 1 (kept, then cut)
+    assert by_mc["completions"] == ["a", "b"] and by_mc["soft_labels"] == [0.5, 0.0]
+    assert by_mc["exact_labels"] == [True, True] and by_mc["labels"] == [True, False]
+    assert by_mc["messages"] == row["messages"] and by_mc["horizon"] == 3  # not per-step: untouched
+    by_exact = until_first_error(row, "exact_labels")
+    assert by_exact["completions"] == ["a", "b", "c"]
+    clean = dict(row, labels=[True] * 4)
+    assert until_first_error(clean, "labels")["completions"] == row["completions"]
+    with pytest.raises(DataError, match="exact_labels"):
+        until_first_error(dict(row, exact_labels=None), "exact_labels")

@@ -69,3 +69,17 @@ def test_bad_prm_path_is_a_config_error(tmp_path):
     with pytest.raises(ConfigError, match="reward.prm"):
         load_config(GRPOConfig, None, ["--reward.prm", str(tmp_path), "--algorithm", "ppo",
                                        "--rollout.group_size", "1"])
+
+
+def test_inspect_prm_recipe_prints_ranked_samples(tiny_prm, tiny_path, capsys):
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).parents[1] / "recipes" / "inspect_prm.py"
+    spec = importlib.util.spec_from_file_location("inspect_prm", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    assert module.main(["--prm", str(tiny_prm / "prm"), "--sampler", str(tiny_path), "--tasks", "2", "--n", "3",
+                        "--engine", "hf"]) == 0
+    out = capsys.readouterr().out
+    assert out.count("samples right)") == 2 and "#1 " in out and "min=" in out

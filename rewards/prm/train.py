@@ -46,6 +46,21 @@ def encode_rows(tokenizer, rows, label_key: str) -> list[tuple[list[int], list[i
     return out
 
 
+def until_first_error(row: dict[str, Any], error_key: str) -> dict[str, Any]:
+    """``row`` with its steps and every per-step column cut after the first step whose
+    ``error_key`` label is false (PRM800K-style: a step is judged only after a correct prefix).
+
+    Returns a new row; a row with no error is returned whole. Math-Shepherd itself labels every
+    step; cutting removes the knock-on steps that teach a PRM "later lines are worse".
+    """
+    flags = row[error_key]
+    if flags is None:
+        raise DataError(f"row {row.get('task_id', '?')} has no {error_key!r} to find its first error in")
+    cut = next((i + 1 for i, ok in enumerate(flags) if not ok), len(flags))
+    n = len(row["completions"])
+    return {k: (v[:cut] if isinstance(v, list) and len(v) == n and k != "messages" else v) for k, v in row.items()}
+
+
 def step_loss(logits_per_row: list[torch.Tensor], targets_per_row: list[list[float]]) -> torch.Tensor:
     """Mean soft-target cross-entropy over all step ends; ``logits_per_row[b]`` is ``[S_b, 2]``."""
     logits_nc = torch.cat(logits_per_row)
