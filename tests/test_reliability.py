@@ -128,3 +128,17 @@ def test_equal_rewards_give_exact_zero_advantages_for_any_group_size():
     for g in (3, 6, 7, 12):
         rewards = torch.full((g,), 0.1)  # 0.1 is not a binary fraction: a float mean is inexact
         assert torch.equal(group_advantages(rewards), torch.zeros(g))
+
+
+def test_atomic_write_text_replaces_whole_and_keeps_a_readable_mode(tmp_path):
+    import os
+
+    from rl.io import atomic_write_text
+
+    path = tmp_path / "summary.json"
+    atomic_write_text(path, "old")
+    atomic_write_text(path, "new")
+    umask = os.umask(0)
+    os.umask(umask)
+    assert path.read_text() == "new" and [p.name for p in tmp_path.iterdir()] == ["summary.json"]
+    assert path.stat().st_mode & 0o777 == 0o666 & ~umask  # as open() would, not mkstemp's 0600
