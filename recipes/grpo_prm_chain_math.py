@@ -58,9 +58,10 @@ def main(argv: list[str]) -> int:
     results.update({label: evaluate_run(out, eval_cfg) for label, out in runs.items()})
     atomic_write_text(out_dir / "eval.json", json.dumps(results, indent=2))
     for label, result in results.items():
-        rows = list(read_jsonl(runs.get(label, runs["outcome only"]) / "metrics.jsonl"))
-        train = (f"{len(rows)} steps in {rows[-1]['time/train_s'] / 60:.1f} min"
-                 if label in runs else "(no training)")
+        train = "(no training)"
+        if label in runs:
+            rows = list(read_jsonl(runs[label] / "metrics.jsonl"))
+            train = f"{len(rows)} steps in {rows[-1]['time/train_s'] / 60:.1f} min"
         curve = "  ".join(f"h{h} {p:.2f}" for h, p in result["pass@1"].items())
         mean = sum(result["pass@1"].values()) / len(result["pass@1"])
         print(f"{label:>14}: held-out greedy pass@1 {curve}  mean {mean:.3f}  {train}")

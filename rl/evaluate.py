@@ -133,12 +133,12 @@ def evaluate_run(run_dir, cfg: EvalConfig, step: int | None = None) -> dict[str,
     policy = load_policy(run_cfg.model, lora=run_cfg.lora, dtype=run_cfg.dtype, device=run_cfg.device,
                          trainable=False)
     if step != 0:
-        checkpoints = {int(p.name.split("_")[1]): p for p in list_checkpoints(run_dir / "checkpoints")}
-        if not checkpoints or (step is not None and step not in checkpoints):
-            raise DataError(f"{run_dir}: no checkpoint {'at step ' + str(step) if step else ''} "
-                            f"(found steps {sorted(checkpoints)}); train it first or pick another step")
-        step = step if step is not None else max(checkpoints)
-        load_checkpoint(checkpoints[step], policy)
+        checkpoints = list_checkpoints(run_dir / "checkpoints")
+        path = checkpoints[-1] if checkpoints and step is None else run_dir / "checkpoints" / f"step_{step}"
+        if path not in checkpoints:
+            raise DataError(f"{run_dir}: no checkpoint {path.name} (found {[p.name for p in checkpoints]}); "
+                            "train it first or pick another step")
+        step = load_checkpoint(path, policy)["step"]
     result = evaluate_policy(policy, run_cfg.env, cfg, run_cfg.reward)
     result.update(run=str(run_dir), step=step)
     return result

@@ -281,6 +281,7 @@ def train(cfg: GRPOConfig, resume: bool = False) -> Path:
     state = _resume(run, policy, optimizer, scheduler, source, extra) if resume else {"step": 0}
     start, nonfinite_streak = state["step"], state.get("nonfinite_streak", 0)
     train_s = state.get("train_s", 0.0)  # loop wall-clock so far, over every resume
+    out_of_time = lambda: cfg.max_train_s is not None and train_s >= cfg.max_train_s  # noqa: E731
     engine = build_engine(cfg.rollout, policy, seed=cfg.seed)
     params = sampling_params(cfg.rollout, policy.tokenizer)
     make_env = source.make_env
@@ -292,8 +293,8 @@ def train(cfg: GRPOConfig, resume: bool = False) -> Path:
     try:
         with Progress(cfg.max_steps, start, enabled=cfg.progress) as progress:
             for step in range(start + 1, cfg.max_steps + 1):
-                if cfg.max_train_s is not None and train_s >= cfg.max_train_s:
-                    break  # resumed a run that had already spent its budget
+                if out_of_time():
+                    break  # the budget is spent (after the last step, or before a resume)
                 t_step = time.perf_counter()
                 groups, dropped, sampling_metrics = collect(runner, source, cfg, params, step, reward_fn)
                 t_rollout = time.perf_counter() - t_step
@@ -350,17 +351,14 @@ def train(cfg: GRPOConfig, resume: bool = False) -> Path:
                 metrics["time/step_s"] = time.perf_counter() - t_step
                 train_s += metrics["time/step_s"]
                 metrics["time/train_s"] = train_s
-                out_of_time = cfg.max_train_s is not None and train_s >= cfg.max_train_s
                 row = run.log_metrics(step, metrics)
-                if step % cfg.save_every == 0 or step == cfg.max_steps or out_of_time:
+                if step % cfg.save_every == 0 or step == cfg.max_steps or out_of_time():
                     save_checkpoint(run.checkpoints, step, policy, optimizer, scheduler,
                                     {"source": source.state_dict(), "seed": cfg.seed,
                                      "nonfinite_streak": nonfinite_streak, "train_s": train_s},
                                     keep_last=cfg.keep_last, extra=extra)
                     maybe_fail("after_checkpoint", step)
                 progress.advance(row)
-                if out_of_time:
-                    break
     finally:
         engine.close()
         if cfg.env.isolation == "process":

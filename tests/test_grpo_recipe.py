@@ -154,5 +154,5 @@ def test_evaluate_run_scores_a_checkpoint_and_the_start_model(tmp_path):
     final, start = evaluate_run(tmp_path, eval_cfg), evaluate_run(tmp_path, eval_cfg, step=0)
     assert final["step"] == 1 and start["step"] == 0
     assert set(final["pass@1"]) == {2, 3} and all(0.0 <= p <= 1.0 for p in final["pass@1"].values())
-    with pytest.raises(DataError, match="no checkpoint at step 7"):
+    with pytest.raises(DataError, match="no checkpoint step_7"):
         evaluate_run(tmp_path, eval_cfg, step=7)

@@ -37,6 +37,9 @@ from rl.types import Task
 
 FINAL_MARK = "####"
 
+# the columns of ``to_trl_rows`` that hold one entry per step
+STEP_COLUMNS = ("completions", "labels", "soft_labels", "exact_labels")
+
 Solution = tuple[Task, list[str]]  # a task and the texts of its solution's steps (lines)
 
 

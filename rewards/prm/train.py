@@ -24,6 +24,7 @@ from typing import Any
 
 import torch
 
+from rewards.prm.labeling import STEP_COLUMNS
 from rewards.prm.model import ProcessRewardModel, encode
 from rl.errors import DataError
 
@@ -57,8 +58,7 @@ def until_first_error(row: dict[str, Any], error_key: str) -> dict[str, Any]:
     if flags is None:
         raise DataError(f"row {row.get('task_id', '?')} has no {error_key!r} to find its first error in")
     cut = next((i + 1 for i, ok in enumerate(flags) if not ok), len(flags))
-    n = len(row["completions"])
-    return {k: (v[:cut] if isinstance(v, list) and len(v) == n and k != "messages" else v) for k, v in row.items()}
+    return {k: (v[:cut] if k in STEP_COLUMNS and v is not None else v) for k, v in row.items()}
 
 
 def step_loss(logits_per_row: list[torch.Tensor], targets_per_row: list[list[float]]) -> torch.Tensor:
