@@ -24,6 +24,8 @@ $(VENV)/.installed: pyproject.toml Makefile
 	touch $@
 
 test: install
+	# dependency rules (import-linter contracts in pyproject.toml), then the suite
+	$(VENV)/bin/lint-imports --no-cache
 	$(PY) -m pytest -q
 
 # the main job: distil SmolLM2 on chain_math (~15 min on 2 CPU cores), then GRPO from the student;

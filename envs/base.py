@@ -1,8 +1,16 @@
-"""Environments and task sources: the contract between tasks and the rollout runner.
+"""Environments, task sources and env specs: the contract between tasks and the rest of horizon.
 
 An ``Env`` is single-use: one per episode. ``reset()`` returns the prompt messages;
 ``step(action)`` takes the policy's text and returns the env's reply. A single-turn task is an
-env whose first ``step`` returns ``done=True``. Environments import only ``rl.types``.
+env whose first ``step`` returns ``done=True``.
+
+An ``EnvSpec`` is everything the trainers, the distiller and the PRM job know of an env: its
+options (a dataclass whose fields are the keys of the config's ``env`` section), how to build
+its seeded task source, how its answers are scored, where its steps split, and optionally its
+exact step labels and oracle solver. Each env module exports one ``SPEC``; configs name it
+(``env: {name: chain_math, max_horizon: 6}``) or point at a user's module
+(``env: {name: mypkg.myenv:SPEC}``). Environments import only ``rl.types`` / ``rl.errors``
+(and verifiers from ``rewards``).
 
 Example::
 
@@ -13,10 +21,11 @@ Example::
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
-from rl.types import Message, Task
+from rl.types import STEP_SEPARATOR, Episode, Message, Outcome, Task
 
 
 @dataclass
@@ -68,3 +77,30 @@ class TaskSource(Protocol):
     def load_state_dict(self, state: dict[str, Any]) -> None: ...
 
     def make_env(self, task: Task) -> Env: ...
+
+
+@dataclass(frozen=True)
+class EnvSpec:
+    """One env, as the rest of horizon sees it.
+
+    - ``options``: a dataclass; its fields are the env's config keys (``env.<field>``) and its
+      ``__post_init__`` validates them (raise ``rl.errors.ConfigError`` naming ``env.<field>``).
+    - ``make_source(options, seed)``: the seeded ``TaskSource``.
+    - ``verifier(task, episode) -> Outcome``: the outcome verdict (picklable: it may run in a
+      worker process with a timeout).
+    - ``format_score(text) -> float`` in [0, 1]: the ``format`` reward term (None: no format term).
+    - ``step_separator``: steps are the non-empty pieces of a completion between separators
+      (``rl.types.split_steps``); the runner cuts token spans at the same place.
+    - ``step_labels(task, step_texts) -> list[bool]``: exact per-step correctness, when the env
+      knows it (PRM labels are measured against it).
+    - ``oracle(task) -> str``: an exact solution (a programmatic teacher for distillation).
+    """
+
+    name: str
+    options: type
+    make_source: Callable[[Any, int], "TaskSource"]
+    verifier: Callable[[Task, Episode], Outcome]
+    format_score: Callable[[str], float] | None = None
+    step_separator: str = STEP_SEPARATOR
+    step_labels: Callable[[Task, list[str]], list[bool]] | None = None
+    oracle: Callable[[Task], str] | None = None

@@ -17,12 +17,15 @@ Task number ``i`` is generated from RNGs seeded by ``(seed, i)`` (its horizon) a
 ``(seed, i, horizon)`` (its numbers), so the stream depends only on the seed, the horizon
 settings and the position.
 
+``SPEC`` is what configs name (``env: {name: chain_math, max_horizon: 6}``): the options
+below, the math verifier (``rewards.math``), one step per line, exact labels and the oracle.
+
 Example::
 
-    source = ChainMathSource(ChainMathConfig(min_horizon=3, max_horizon=3, seed=0))
+    source = ChainMathSource(ChainMathConfig(min_horizon=3, max_horizon=3), seed=0)
     (task,) = source.sample(1)           # task.id == "chain_math/h3/s0-i0"
     text = oracle_solution(task)          # "... = <v1>\\n... = <v2>\\n... = <v3>\\n#### <v3>"
-    step_labels(task, split_lines(text))  # [True, True, True, True]
+    step_labels(task, split_steps(text))  # [True, True, True, True]
 """
 
 from __future__ import annotations
@@ -33,7 +36,8 @@ from dataclasses import dataclass
 from fractions import Fraction
 from typing import Any
 
-from envs.base import SingleTurnEnv
+from envs.base import EnvSpec, SingleTurnEnv
+from rewards.math import MathVerifier, format_score
 from rl.errors import ConfigError, DataError
 from rl.types import Task
 
@@ -54,7 +58,7 @@ INSTRUCTIONS = (
 
 @dataclass(frozen=True)
 class ChainMathConfig:
-    """Settings of a chain_math task stream, validated on construction.
+    """Options of a chain_math task stream (the ``env`` config keys), validated on construction.
 
     The horizon of each task is drawn uniformly from ``[min_horizon, max_horizon]``. Ranges
     are inclusive ``(low, high)`` pairs of integers. ``max_abs_value`` keeps running values
@@ -64,13 +68,12 @@ class ChainMathConfig:
     """
 
     min_horizon: int = 1
-    max_horizon: int = 8
+    max_horizon: int = 4
     start_range: tuple[int, int] = (1, 20)
     operand_range: tuple[int, int] = (1, 20)
     mul_range: tuple[int, int] = (2, 5)
     ops: tuple[str, ...] = OPS
     max_abs_value: int | None = 999
-    seed: int = 0
 
     def __post_init__(self) -> None:
         _check_horizon(self.min_horizon, self.max_horizon)
@@ -78,25 +81,26 @@ class ChainMathConfig:
             object.__setattr__(self, name, _check_range(name, getattr(self, name), low_bound))
         ops = self.ops
         if isinstance(ops, str) or not isinstance(ops, (list, tuple)) or not ops:
-            raise ConfigError(f"chain_math ops={ops!r}: give a non-empty list drawn from {OPS}")
+            raise ConfigError(f"config key 'env.ops': {ops!r}: give a non-empty list drawn from {OPS}")
         unknown = [op for op in ops if op not in OPS]
         if unknown:
-            raise ConfigError(f"chain_math ops has unknown {unknown}: use names from {OPS}")
+            raise ConfigError(f"config key 'env.ops': unknown {unknown}: use names from {OPS}")
         object.__setattr__(self, "ops", tuple(ops))
         cap = self.max_abs_value
         if cap is not None and (not _is_int(cap) or cap < 1):
             raise ConfigError(
-                f"chain_math max_abs_value={cap!r}: use a positive integer, or null for no cap"
+                f"config key 'env.max_abs_value': {cap!r}: use a positive integer, or null for no cap"
             )
-        if not _is_int(self.seed):
-            raise ConfigError(f"chain_math seed={self.seed!r}: use an integer")
 
 
 class ChainMathSource:
     """A seeded, deterministic stream of chain_math tasks (a ``TaskSource``)."""
 
-    def __init__(self, config: ChainMathConfig | None = None):
+    def __init__(self, config: ChainMathConfig | None = None, seed: int = 0):
+        if not _is_int(seed):
+            raise ConfigError(f"config key 'seed': {seed!r}: use an integer")
         self.config = config or ChainMathConfig()
+        self.seed = seed
         self.min_horizon = self.config.min_horizon
         self.max_horizon = self.config.max_horizon
         self.position = 0
@@ -111,11 +115,11 @@ class ChainMathSource:
     def task_at(self, index: int) -> Task:
         """Task number ``index`` under the current horizon settings (the position is unchanged)."""
         cfg = self.config
-        horizon = random.Random(f"{SOURCE}:{cfg.seed}:{index}").randint(
+        horizon = random.Random(f"{SOURCE}:{self.seed}:{index}").randint(
             self.min_horizon, self.max_horizon)
         # a second RNG keyed by the horizon too, so that tasks of different horizons at the
         # same position are unrelated rather than prefixes of one another
-        rng = random.Random(f"{SOURCE}:{cfg.seed}:{index}:h{horizon}")
+        rng = random.Random(f"{SOURCE}:{self.seed}:{index}:h{horizon}")
         start = rng.randint(*cfg.start_range)
         ops: list[list[Any]] = []
         values: list[int] = []
@@ -127,7 +131,7 @@ class ChainMathSource:
             values.append(value)
         problem = " ".join([f"Start with {start}."] + [_PHRASE[op].format(x) for op, x in ops])
         return Task(
-            id=f"{SOURCE}/h{horizon}/s{cfg.seed}-i{index}",
+            id=f"{SOURCE}/h{horizon}/s{self.seed}-i{index}",
             messages=[{"role": "user", "content": f"{problem}\n{INSTRUCTIONS}"}],
             answer=str(values[-1]),
             meta={"horizon": horizon, "start": start, "ops": ops, "values": values,
@@ -142,16 +146,16 @@ class ChainMathSource:
 
     def state_dict(self) -> dict[str, Any]:
         return {"position": self.position, "min_horizon": self.min_horizon,
-                "max_horizon": self.max_horizon, "seed": self.config.seed}
+                "max_horizon": self.max_horizon, "seed": self.seed}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         missing = {"position", "min_horizon", "max_horizon"} - set(state)
         if missing:
             raise DataError(f"chain_math state is missing {sorted(missing)}: got {sorted(state)}")
-        if "seed" in state and state["seed"] != self.config.seed:
+        if "seed" in state and state["seed"] != self.seed:
             raise DataError(
                 f"chain_math state was saved with seed={state['seed']} but this source has "
-                f"seed={self.config.seed}: resume with the same seed"
+                f"seed={self.seed}: resume with the same seed"
             )
         if not _is_int(state["position"]) or state["position"] < 0:
             raise DataError(f"chain_math state position={state['position']!r}: expected int >= 0")
@@ -171,15 +175,6 @@ def oracle_solution(task: Task) -> str:
         value = new
     lines.append(f"#### {task.answer}")
     return "\n".join(lines)
-
-
-def split_lines(text: str) -> list[str]:
-    """The default step separator: one step per non-empty line, stripped.
-
-    Lines are split on ``"\\n"`` only (a ``"\\r"`` is stripped as whitespace), so a step is
-    always a run of the completion between newline characters.
-    """
-    return [line.strip() for line in text.split("\n") if line.strip()]
 
 
 def step_labels(task: Task, step_texts: list[str]) -> list[bool]:
@@ -211,11 +206,6 @@ def step_labels(task: Task, step_texts: list[str]) -> list[bool]:
         else:
             labels.append(False)
     return labels
-
-
-def first_error(labels: list[bool]) -> int | None:
-    """Index of the first False label, or None when every step is correct."""
-    return next((i for i, ok in enumerate(labels) if not ok), None)
 
 
 # A number not glued to a word or to a preceding decimal point. A minus sign (ASCII or
@@ -278,12 +268,12 @@ def _check_horizon(low: Any, high: Any) -> None:
     for name, value in (("min_horizon", low), ("max_horizon", high)):
         if not _is_int(value) or not MIN_HORIZON <= value <= MAX_HORIZON:
             raise ConfigError(
-                f"chain_math {name}={value!r} is out of range: use an integer from "
-                f"{MIN_HORIZON} to {MAX_HORIZON}"
+                f"config key 'env.{name}': {value!r} must be in {MIN_HORIZON}..{MAX_HORIZON} "
+                "(chain_math's horizon: operations per task)"
             )
     if low > high:
         raise ConfigError(
-            f"chain_math min_horizon={low} > max_horizon={high}: min_horizon must be <= max_horizon"
+            f"config key 'env.max_horizon': must be >= env.min_horizon ({low}), got {high}"
         )
 
 
@@ -292,8 +282,19 @@ def _check_range(name: str, value: Any, low_bound: int | None) -> tuple[int, int
           and value[0] <= value[1])
     if not ok:
         raise ConfigError(
-            f"chain_math {name}={value!r}: use a pair of integers [low, high] with low <= high"
+            f"config key 'env.{name}': {value!r}: use a pair of integers [low, high] with low <= high"
         )
     if low_bound is not None and value[0] < low_bound:
-        raise ConfigError(f"chain_math {name}={value!r}: values must be >= {low_bound}")
+        raise ConfigError(f"config key 'env.{name}': {value!r}: values must be >= {low_bound}")
     return (value[0], value[1])
+
+
+SPEC = EnvSpec(
+    name=SOURCE,
+    options=ChainMathConfig,
+    make_source=ChainMathSource,
+    verifier=MathVerifier(),
+    format_score=format_score,
+    step_labels=step_labels,
+    oracle=oracle_solution,
+)

@@ -28,9 +28,10 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--smooth", type=int, default=4)
     args, overrides = parser.parse_known_args(argv)
     from rl.cli import main as cli_main
-    from rl.config import GRPOConfig, load_config
-    from rl.io import read_jsonl
-    from rl.plots import plot_runs
+    from rl.config import load_config
+    from rl.trainer.config import TrainConfig
+    from rl.run.io import read_jsonl
+    from rl.run.plots import plot_runs
 
     runs = {}
     for name in args.algorithms:
@@ -38,7 +39,7 @@ def main(argv: list[str]) -> int:
         extra = ["--algorithm", name, "--output_dir", str(out), *overrides]
         if args.max_steps:
             extra += ["--max_steps", str(args.max_steps)]
-        cfg = load_config(GRPOConfig, CONFIG, extra)
+        cfg = load_config(TrainConfig, CONFIG, extra)
         done = [r["step"] for r in read_jsonl(out / "metrics.jsonl")] if (out / "metrics.jsonl").exists() else []
         if not done or max(done) < cfg.max_steps:
             code = cli_main(["train", "--config", str(CONFIG), *extra, *(["--resume"] if done else [])])

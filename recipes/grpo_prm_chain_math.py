@@ -34,10 +34,10 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--out", default="runs/prm_vs_outcome")
     args, overrides = parser.parse_known_args(argv)
     from rl.cli import main as cli_main
-    from rl.distill_config import EvalConfig
-    from rl.evaluate import evaluate_run
-    from rl.io import atomic_write_text, read_jsonl
-    from rl.plots import plot_runs
+    from rl.distill.config import EvalConfig
+    from rl.trainer.run_eval import evaluate_run
+    from rl.run.io import atomic_write_text, read_jsonl
+    from rl.run.plots import plot_runs
 
     out_dir = Path(args.out)
     runs = {"outcome + PRM": out_dir / "prm", "outcome only": out_dir / "outcome"}

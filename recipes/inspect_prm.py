@@ -25,14 +25,14 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--engine", default="auto", choices=["auto", "vllm", "hf"])
     parser.add_argument("--seed", type=int, default=987_654, help="task stream (the PRM eval's held-out seed)")
     args = parser.parse_args(argv)
-    from envs.chain_math import split_lines
-    from rewards.prm.labeling import answer_is_correct, exact_labels
+    from rewards.prm.labeling import answer_is_correct
     from rewards.prm.model import load_prm
-    from rl.components import build_engine, build_task_source
+    from rl.build import build_engine, build_task_source
     from rl.config import EnvConfig, RolloutConfig
     from rl.models import check_model_available, load_policy
-    from rl.prm_pipeline import sample_solutions
+    from rl.prm.pipeline import sample_solutions
     from rl.rollout.base import SamplingParams
+    from rl.types import split_steps
 
     check_model_available(args.sampler)
     prm, prm_tokenizer = load_prm(args.prm, "auto")  # fails on a bad path before sampling
@@ -40,14 +40,15 @@ def main(argv: list[str]) -> int:
     engine = build_engine(RolloutConfig(engine=args.engine, max_new_tokens=96), policy, seed=0)
     params = SamplingParams(max_new_tokens=96, temperature=1.0, seed=0,
                             stop_token_ids=(policy.tokenizer.eos_token_id,))
-    env = EnvConfig(name="chain_math", min_horizon=args.min_horizon, max_horizon=args.max_horizon)
+    env = EnvConfig(name="chain_math", options={"min_horizon": args.min_horizon, "max_horizon": args.max_horizon})
+    exact_labels = env.spec.step_labels
     tasks = build_task_source(env, args.seed).sample(args.tasks)
     try:
         texts = sample_solutions(engine, policy.tokenizer, tasks, args.n, params)
     finally:
         engine.close()
     for task, samples in zip(tasks, texts):
-        steps = [split_lines(x) or ["(no step)"] for x in samples]
+        steps = [split_steps(x, env.spec.step_separator) or ["(no step)"] for x in samples]
         scores = prm.step_scores(prm_tokenizer, [task.messages] * len(samples), steps)
         correct = [answer_is_correct(task, x) for x in samples]
         ranked = sorted(range(len(samples)), key=lambda i: -min(scores[i]))
@@ -55,7 +56,7 @@ def main(argv: list[str]) -> int:
               f"{sum(correct)}/{len(samples)} samples right)")
         shown = ranked[:3] + [i for i in range(len(samples)) if correct[i] and i not in ranked[:3]][:1]
         for i in shown:
-            marks = "".join("+" if ok else "-" for ok in exact_labels(task, steps[i]) or [])
+            marks = "".join("+" if ok else "-" for ok in exact_labels(task, steps[i]))
             print(f"  #{ranked.index(i) + 1:<2} right={correct[i]!s:<5} min={min(scores[i]):.2f} "
                   f"steps={[round(s, 2) for s in scores[i]]} exact={marks} {steps[i]}")
     return 0

@@ -16,7 +16,8 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # see README: OpenMP spin-w
 USAGE = """usage: horizon <command> [--config FILE.yaml] [--output_dir DIR] [--key value ...]
 
 commands:
-  train     GRPO training (same as python recipes/grpo_chain_math.py); with
+  train     policy-gradient training, every preset (grpo, dr_grpo, dapo, gspo, rloo,
+            reinforce_pp, ppo; same as python recipes/grpo_chain_math.py); with
             --distill.teacher MODEL it is on-policy distillation
   distill   teacher traces -> verifier filter -> SFT of the student -> eval
             (same as python recipes/distill.py)
@@ -65,37 +66,34 @@ def _run(argv: list[str], config_cls: str, runner: str, label: str) -> int:
 
 
 def run_train(argv: list[str]) -> int:
-    return _run(argv, "rl.config:GRPOConfig", "rl.grpo:train", "run directory")
+    return _run(argv, "rl.trainer.config:TrainConfig", "rl.trainer.loop:train", "run directory")
 
 
 def run_distill(argv: list[str]) -> int:
-    return _run(argv, "rl.distill_config:DistillConfig", "rl.distill:distill", "output directory")
+    return _run(argv, "rl.distill.config:DistillConfig", "rl.distill.pipeline:distill", "output directory")
 
 
 def run_prm(argv: list[str]) -> int:
-    return _run(argv, "rl.prm_config:PRMConfig", "rl.prm_pipeline:run_prm", "output directory")
+    return _run(argv, "rl.prm.config:PRMConfig", "rl.prm.pipeline:run_prm", "output directory")
 
 
 def run_keys(argv: list[str]) -> int:
-    import dataclasses
+    from rl.config import all_keys, to_dict
+    from rl.distill.config import DistillConfig
+    from rl.prm.config import PRMConfig
+    from rl.trainer.config import TrainConfig
 
-    from rl.config import GRPOConfig, all_keys
-    from rl.distill_config import DistillConfig
-    from rl.prm_config import PRMConfig
-
-    cls = {"distill": DistillConfig, "prm": PRMConfig}.get(argv[0] if argv else "", GRPOConfig)
-
+    cls = {"distill": DistillConfig, "prm": PRMConfig}.get(argv[0] if argv else "", TrainConfig)
     flat: dict = {}
 
-    def walk(obj, prefix=""):
-        for f in dataclasses.fields(obj):
-            value = getattr(obj, f.name)
-            if dataclasses.is_dataclass(value):
-                walk(value, prefix + f.name + ".")
+    def walk(node, prefix=""):
+        for key, value in node.items():
+            if isinstance(value, dict):
+                walk(value, prefix + key + ".")
             else:
-                flat[prefix + f.name] = value
+                flat[prefix + key] = value
 
-    walk(cls())
+    walk(to_dict(cls()))
     for key in all_keys(cls):
         print(f"{key} = {flat[key]!r}")
     return 0

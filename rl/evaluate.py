@@ -17,14 +17,13 @@ import statistics
 import time
 from typing import Any
 
-from rl.config import EnvConfig, RewardConfig, RolloutConfig
-from rl.distill_config import EvalConfig
+from rl.config import EnvConfig, EvalConfig, RewardConfig, RolloutConfig
 from rl.types import Task
 
 
 def eval_tasks(env: EnvConfig, cfg: EvalConfig) -> dict[int, list[Task]]:
     """``tasks_per_horizon`` held-out tasks for each horizon in ``cfg.horizons``."""
-    from rl.components import build_task_source
+    from rl.build import build_task_source
 
     out = {}
     for h in cfg.horizons:
@@ -58,9 +57,8 @@ def evaluate_policy(policy, env: EnvConfig, cfg: EvalConfig, reward: RewardConfi
     not solved and are reported in ``verifier_errors`` (never silently).
     ``engine``: reuse an open engine; otherwise one is built from ``cfg.engine`` and closed.
     """
-    from rl.components import build_engine, build_reward, build_task_source
+    from rl.build import build_engine, build_reward, build_runner, build_task_source
     from rl.rollout.base import SamplingParams
-    from rl.rollout.runner import Runner
 
     t0 = time.perf_counter()
     own_engine = engine is None
@@ -68,7 +66,7 @@ def evaluate_policy(policy, env: EnvConfig, cfg: EvalConfig, reward: RewardConfi
         engine = build_engine(RolloutConfig(engine=cfg.engine), policy)
     reward_fn = build_reward(env, reward)
     source = build_task_source(env, cfg.seed)
-    runner = Runner(engine, policy.tokenizer, source.make_env, env_timeout_s=env.timeout_s)
+    runner, close_envs = build_runner(env, engine, policy.tokenizer, source)
     params = SamplingParams(max_new_tokens=cfg.max_new_tokens, temperature=0.0,
                             stop_token_ids=(policy.tokenizer.eos_token_id,))
     result: dict[str, Any] = {"pass@1": {}, "n_per_horizon": cfg.tasks_per_horizon,
@@ -84,6 +82,7 @@ def evaluate_policy(policy, env: EnvConfig, cfg: EvalConfig, reward: RewardConfi
             result["examples"][h] = {"prompt": tasks[0].messages[-1]["content"],
                                      "completion": episodes[0].final_text, "answer": tasks[0].answer}
     finally:
+        close_envs()
         if own_engine:
             engine.close()
     result["h50"] = h50(result["pass@1"])
@@ -112,33 +111,3 @@ def plot_horizon_curves(curves: dict[str, dict[int, float]], path, title: str = 
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
-
-
-def evaluate_run(run_dir, cfg: EvalConfig, step: int | None = None) -> dict[str, Any]:
-    """Greedy pass@1 per horizon of a GRPO run's checkpoint (the newest, or ``step``).
-
-    The run's own ``config.yaml`` gives the base model, LoRA shape, env and reward; the
-    checkpoint's adapter is loaded onto it. ``step=0`` scores the base model (the run's start).
-    Returns ``evaluate_policy``'s dict plus ``"run"`` and ``"step"``.
-    """
-    from pathlib import Path
-
-    from rl.checkpoint import list_checkpoints, load_checkpoint
-    from rl.config import GRPOConfig, load_config
-    from rl.errors import DataError
-    from rl.models import load_policy
-
-    run_dir = Path(run_dir)
-    run_cfg = load_config(GRPOConfig, run_dir / "config.yaml")
-    policy = load_policy(run_cfg.model, lora=run_cfg.lora, dtype=run_cfg.dtype, device=run_cfg.device,
-                         trainable=False)
-    if step != 0:
-        checkpoints = list_checkpoints(run_dir / "checkpoints")
-        path = checkpoints[-1] if checkpoints and step is None else run_dir / "checkpoints" / f"step_{step}"
-        if path not in checkpoints:
-            raise DataError(f"{run_dir}: no checkpoint {path.name} (found {[p.name for p in checkpoints]}); "
-                            "train it first or pick another step")
-        step = load_checkpoint(path, policy)["step"]
-    result = evaluate_policy(policy, run_cfg.env, cfg, run_cfg.reward)
-    result.update(run=str(run_dir), step=step)
-    return result

@@ -27,6 +27,18 @@ Message = dict[str, str]  # {"role": "system" | "user" | "assistant" | "tool", "
 FinishReason = Literal["stop", "length"]
 ErrorKind = Literal["verifier", "env", "engine", "prm"]
 
+STEP_SEPARATOR = "\n"  # the default step boundary: one reasoning step per non-empty line
+
+
+def split_steps(text: str, separator: str = STEP_SEPARATOR) -> list[str]:
+    """The reasoning steps of ``text``: its non-empty pieces between separators, stripped.
+
+    With the default separator a ``"\r"`` is stripped as whitespace, so a step is always a run
+    of the text between newline characters. ``rl.rollout.steps.StepSplitter`` cuts token spans
+    at the same places.
+    """
+    return [piece.strip() for piece in text.split(separator) if piece.strip()]
+
 
 @dataclass(frozen=True)
 class Task:
@@ -147,7 +159,6 @@ class Episode:
     reward_terms: dict[str, float] = field(default_factory=dict)
     step_rewards: list[float] | None = None
     step_labels: list[bool] | None = None  # exact labels, when the env knows them
-    advantage: float | None = None
     errors: list[EpisodeError] = field(default_factory=list)
     metrics: dict[str, float] = field(default_factory=dict)
 
@@ -189,7 +200,8 @@ class Episode:
         return [_render([t], turn_index=i) for i, t in enumerate(self.turns)]
 
     def to_record(self, step: int) -> dict[str, Any]:
-        """The rollout-file row (``rollouts/step_N.jsonl``) for this episode."""
+        """The rollout-file row (``rollouts/step_N.jsonl``) for this episode, without its
+        advantage: the trainer adds what its update used (``rl.trainer.credit``)."""
         return {
             "step": step,
             "task_id": self.task.id,
@@ -206,7 +218,6 @@ class Episode:
             "step_labels": self.step_labels,
             "rewards": {"total": self.reward, **self.reward_terms, "steps": self.step_rewards},
             "outcome": None if self.outcome is None else asdict(self.outcome),
-            "advantage": self.advantage,
             "stop_reason": self.stop_reason,
             "num_tokens": self.num_policy_tokens,
             "errors": [asdict(e) for e in self.errors],

@@ -3,49 +3,51 @@
 import pytest
 import torch
 
-from rl.config import ALGORITHM_PRESETS, AlgorithmConfig, GRPOConfig, load_config
+from rl.config import load_config
+from rl.trainer.config import ALGORITHM_PRESETS, AlgorithmConfig, TrainConfig
 from rl.errors import ConfigError
-from rl.grpo import assign_advantages, collect, score
-from rl.io import read_jsonl
 from rl.rollout.base import SamplingParams
-from rl.token_advantages import gae_targets, with_kl_reward
+from rl.run.io import read_jsonl
+from rl.trainer.batch import TrainBatch
+from rl.trainer.collect import collect, score
+from rl.trainer.signals import GAE, GroupAdvantage, KLReward
 from rl.types import Episode, EpisodeGroup, Sample, Task
 
 
 def test_presets_fill_keys_and_explicit_keys_win(tmp_path):
-    cfg = load_config(GRPOConfig, None, ["--algorithm", "ppo", "--rollout.group_size", "1"])
+    cfg = load_config(TrainConfig, None, ["--algorithm", "ppo", "--rollout.group_size", "1"])
     assert cfg.algorithm.preset == "ppo" and cfg.algorithm.advantage == "gae"
     assert cfg.algorithm.kl_mode == "reward" and cfg.algorithm.epochs == 2
-    cfg = load_config(GRPOConfig, None, ["--algorithm.preset", "dapo", "--algorithm.clip_high", "0.3"])
+    cfg = load_config(TrainConfig, None, ["--algorithm.preset", "dapo", "--algorithm.clip_high", "0.3"])
     assert cfg.algorithm.dynamic_sampling and cfg.algorithm.clip_high == 0.3
     assert cfg.algorithm.overlong_buffer == ALGORITHM_PRESETS["dapo"]["overlong_buffer"]
     yaml = tmp_path / "c.yaml"
     yaml.write_text("algorithm: gspo\n")
-    assert load_config(GRPOConfig, yaml).algorithm.ratio_level == "sequence"
+    assert load_config(TrainConfig, yaml).algorithm.ratio_level == "sequence"
     yaml.write_text("algorithm:\n  preset: grpo\n  kl_coef: 0.0\n")
-    cfg = load_config(GRPOConfig, yaml, ["--algorithm", "rloo"])  # CLI preset over a YAML section
+    cfg = load_config(TrainConfig, yaml, ["--algorithm", "rloo"])  # CLI preset over a YAML section
     assert cfg.algorithm.advantage == "rloo" and cfg.algorithm.kl_coef == 0.0
     for name in ALGORITHM_PRESETS:  # every preset builds a valid config
-        load_config(GRPOConfig, None, ["--algorithm", name])
+        load_config(TrainConfig, None, ["--algorithm", name])
 
 
 def test_incompatible_algorithm_options_are_refused():
     with pytest.raises(ConfigError, match="algorithm.preset.*not one of"):
-        load_config(GRPOConfig, None, ["--algorithm", "trpo"])
+        load_config(TrainConfig, None, ["--algorithm", "trpo"])
     with pytest.raises(ConfigError, match="rollout.group_size.*only PPO"):
-        load_config(GRPOConfig, None, ["--rollout.group_size", "1"])
+        load_config(TrainConfig, None, ["--rollout.group_size", "1"])
     with pytest.raises(ConfigError, match="GSPO"):
-        load_config(GRPOConfig, None, ["--algorithm", "ppo", "--algorithm.ratio_level", "sequence"])
+        load_config(TrainConfig, None, ["--algorithm", "ppo", "--algorithm.ratio_level", "sequence"])
     with pytest.raises(ConfigError, match="vf_coef"):
-        load_config(GRPOConfig, None, ["--algorithm", "ppo", "--algorithm.vf_coef", "0"])
+        load_config(TrainConfig, None, ["--algorithm", "ppo", "--algorithm.vf_coef", "0"])
     with pytest.raises(ConfigError, match="overlong_buffer"):
-        load_config(GRPOConfig, None, ["--algorithm", "dapo", "--rollout.max_new_tokens", "16"])
+        load_config(TrainConfig, None, ["--algorithm", "dapo", "--rollout.max_new_tokens", "16"])
     with pytest.raises(ConfigError, match="PPO"):
-        load_config(GRPOConfig, None, ["--algorithm", "ppo", "--distill.teacher", "tiny-random"])
+        load_config(TrainConfig, None, ["--algorithm", "ppo", "--distill.teacher", "tiny-random"])
     with pytest.raises(ConfigError, match="ratio is exactly 1"):
-        load_config(GRPOConfig, None, ["--algorithm", "gspo", "--algorithm.minibatches", "1"])
+        load_config(TrainConfig, None, ["--algorithm", "gspo", "--algorithm.minibatches", "1"])
     with pytest.raises(ConfigError, match="dynamic_sampling"):
-        load_config(GRPOConfig, None, ["--algorithm", "dapo", "--distill.teacher", "tiny-random"])
+        load_config(TrainConfig, None, ["--algorithm", "dapo", "--distill.teacher", "tiny-random"])
     assert AlgorithmConfig.from_preset("ppo", epochs=4).advantage == "gae"
 
 
@@ -82,7 +84,7 @@ def test_dynamic_sampling_refills_with_new_prompts():
         episode.outcome = Outcome(score=float(correct), correct=correct)
         episode.reward = float(correct) + 0.1 * (k % 2)  # a format term alone keeps no group
 
-    cfg = load_config(GRPOConfig, None, ["--algorithm", "dapo", "--rollout.prompts_per_step", "3",
+    cfg = load_config(TrainConfig, None, ["--algorithm", "dapo", "--rollout.prompts_per_step", "3",
                                          "--rollout.group_size", "2", "--algorithm.max_sampling_rounds", "3"])
     runner, source = _ScriptedRunner(), _Counter()
     groups, dropped, metrics = collect(runner, source, cfg, SamplingParams(), 1, reward_fn)
@@ -92,7 +94,7 @@ def test_dynamic_sampling_refills_with_new_prompts():
     assert [g.task.id for g in dropped] == ["0", "2", "4"]
     assert metrics == {"dynamic/rounds": 3.0, "dynamic/dropped_groups": 3.0}
     # without dynamic sampling: one round, every group kept
-    cfg = load_config(GRPOConfig, None, ["--rollout.prompts_per_step", "3", "--rollout.group_size", "2"])
+    cfg = load_config(TrainConfig, None, ["--rollout.prompts_per_step", "3", "--rollout.group_size", "2"])
     groups, dropped, metrics = collect(_ScriptedRunner(), _Counter(), cfg, SamplingParams(), 1, reward_fn)
     assert len(groups) == 3 and dropped == [] and metrics == {}
 
@@ -100,7 +102,7 @@ def test_dynamic_sampling_refills_with_new_prompts():
 def test_overlong_penalty_is_a_logged_reward_term():
     from rl.types import Completion, Turn
 
-    cfg = load_config(GRPOConfig, None, ["--algorithm", "dapo", "--rollout.max_new_tokens", "40",
+    cfg = load_config(TrainConfig, None, ["--algorithm", "dapo", "--rollout.max_new_tokens", "40",
                                          "--algorithm.overlong_buffer", "20"])
     task = Task(id="t", messages=[], answer="")
     episodes = [Episode(task=task, group_id=0, turns=[Turn([], Completion([1] * n, [0.0] * n, "", "stop"))])
@@ -123,10 +125,10 @@ def test_reinforce_pp_whitens_across_the_batch():
         for e, r in zip(episodes, rewards):
             e.reward = r
         groups.append(EpisodeGroup(task, episodes))
-    assign_advantages(groups, "reinforce_pp")
+    by_episode = GroupAdvantage("reinforce_pp").episode_advantages(groups)
     # group-centred: [0.5, -0.5, 1, -1]; batch mean 0, population std sqrt(0.625)
     expected = torch.tensor([0.5, -0.5, 1.0, -1.0]) / 0.625 ** 0.5
-    got = torch.tensor([e.advantage for g in groups for e in g.episodes])
+    got = torch.tensor([by_episode[(g, e)] for g in range(2) for e in range(2)])
     assert torch.allclose(got, expected, atol=1e-6)
 
 
@@ -134,26 +136,33 @@ def _sample(n_prompt, n_policy):
     return Sample([0] * (n_prompt + n_policy), [0] * n_prompt + [1] * n_policy, [0.0] * (n_prompt + n_policy), [])
 
 
+def _batch(samples, rewards, **passes):
+    """A batch of one-sample episodes with the given rewards and precomputed passes (no model)."""
+    task = Task(id="t", messages=[], answer="")
+    episodes = [Episode(task=task, group_id=0, reward=r) for r in rewards]
+    return TrainBatch(samples, [(0, e) for e in range(len(samples))], [EpisodeGroup(task, episodes)],
+                      policy=None, temperature=1.0, micro_batch_size=8, _passes=passes)
+
+
 def test_kl_in_reward_worked_example():
-    algo = AlgorithmConfig(kl_coef=0.1, kl_mode="reward", kl_estimator="k1")
     old = [torch.tensor([0.0, -1.0, -2.0, -1.0])]
     ref = [torch.tensor([9.0, -1.5, -2.0, -0.5])]  # position 0 is a prompt token: ignored
     # k1 = old - ref on policy tokens: [., 0.5, 0, -0.5]; x 0.1 = [., 0.05, 0, -0.05]
-    # reward-to-go: t1: 0.05 + 0 - 0.05 = 0; t2: -0.05; t3: -0.05; A_t = 1 - to-go
-    rows, metrics = with_kl_reward([_sample(1, 3)], [1.0], old, ref, algo)
-    assert rows[0] == pytest.approx([0.0, 1.0, 1.05, 1.05])
-    assert metrics["kl_reward/mean"] == pytest.approx(0.0)
+    # reward-to-go: t1: 0.05 + 0 - 0.05 = 0; t2: -0.05; t3: -0.05; A_t = -to-go
+    out = KLReward(kl_coef=0.1, estimator="k1")(_batch([_sample(1, 3)], [1.0], old=old, ref=ref))
+    assert out.advantages[0].tolist() == pytest.approx([0.0, 0.0, 0.05, 0.05])
+    assert out.metrics["kl_reward/mean"] == pytest.approx(0.0)
 
 
 def test_gae_targets_put_the_outcome_on_the_last_token():
     algo = AlgorithmConfig(advantage="gae", gamma=1.0, lam=1.0, whiten_advantages=False, kl_coef=0.0)
     values = [torch.tensor([0.0, 0.2, 0.4, 0.6]), torch.tensor([0.0, 0.0, 0.5])]
-    adv, returns, metrics = gae_targets([_sample(1, 3), _sample(1, 2)], [1.0, -1.0], None, None, values, algo)
+    out = GAE(algo, value_head=None)(_batch([_sample(1, 3), _sample(1, 2)], [1.0, -1.0], values=values))
     # gamma = lam = 1: A_t = R - V_t with R the episode's reward at every policy token
-    assert adv[0] == pytest.approx([0.0, 0.8, 0.6, 0.4])
-    assert adv[1] == pytest.approx([0.0, -1.0, -1.5])
-    assert returns[0].tolist() == pytest.approx([0.0, 1.0, 1.0, 1.0])
-    assert "value/explained_var" in metrics
+    assert out.advantages[0].tolist() == pytest.approx([0.0, 0.8, 0.6, 0.4])
+    assert out.advantages[1].tolist() == pytest.approx([0.0, -1.0, -1.5])
+    assert out.returns[0].tolist() == pytest.approx([0.0, 1.0, 1.0, 1.0])
+    assert "value/explained_var" in out.metrics
 
 
 SMALL = ["--rollout.engine", "hf", "--rollout.prompts_per_step", "2", "--rollout.max_new_tokens", "8",
@@ -170,40 +179,40 @@ def _length_reward(episode):
 
 
 def test_ppo_trains_a_value_head_and_resumes_it(tmp_path, tiny_path, monkeypatch):
-    import rl.grpo
-    from rl.grpo import train
+    import rl.trainer.loop
+    from rl.trainer.loop import train
 
-    monkeypatch.setattr(rl.grpo, "build_reward", lambda env, reward: _length_reward)
+    monkeypatch.setattr(rl.trainer.loop, "build_reward", lambda env, reward: _length_reward)
 
     args = ["--model", str(tiny_path), "--output_dir", str(tmp_path / "run"), "--algorithm", "ppo",
             "--rollout.group_size", "2", "--rollout.temperature", "2.0", *SMALL]
-    cfg = load_config(GRPOConfig, None, [*args, "--max_steps", "2"])
+    cfg = load_config(TrainConfig, None, [*args, "--max_steps", "2"])
     run = train(cfg)
     rows = list(read_jsonl(run / "metrics.jsonl"))
     assert all("value/loss" in r and "value/explained_var" in r and "kl_reward/mean" in r for r in rows)
     head = torch.load(run / "checkpoints" / "step_2" / "value_head.pt")
     assert set(head) == {"linear.weight", "linear.bias"} and head["linear.weight"].abs().sum() > 0
     # resuming puts the trained head (not a fresh zero one) back
-    from rl.grpo import _optimizer, _resume
+    from rl.trainer.loop import _optimizer, _resume
     from rl.models import load_policy
-    from rl.run_dir import RunDir
-    from rl.value_head import build_value_head
-    from rl.components import build_task_source
+    from rl.run.run_dir import RunDir
+    from rl.trainer.value_head import build_value_head
+    from rl.build import build_task_source
 
     policy = load_policy(str(tiny_path), lora=cfg.lora, dtype="float32", device="cpu")
     fresh = build_value_head(policy)
-    optimizer, scheduler = _optimizer(policy, cfg, fresh)
+    optimizer, scheduler = _optimizer(policy, cfg, {"value_head": fresh})
     _resume(RunDir(run), policy, optimizer, scheduler, build_task_source(cfg.env, cfg.seed), {"value_head": fresh})
     assert torch.equal(fresh.linear.weight, head["linear.weight"].to(fresh.linear.weight.dtype))
-    cfg = load_config(GRPOConfig, None, [*args, "--max_steps", "3"])
+    cfg = load_config(TrainConfig, None, [*args, "--max_steps", "3"])
     rows = list(read_jsonl(train(cfg, resume=True) / "metrics.jsonl"))
     assert [r["step"] for r in rows] == [1, 2, 3]
 
 
 def test_dapo_gives_up_after_max_rounds_of_uninformative_groups(tmp_path, tiny_path):
-    from rl.grpo import train
+    from rl.trainer.loop import train
 
-    cfg = load_config(GRPOConfig, None, [
+    cfg = load_config(TrainConfig, None, [
         "--model", str(tiny_path), "--output_dir", str(tmp_path / "run"), "--algorithm", "dapo",
         "--rollout.group_size", "2", "--reward.format_weight", "0", "--algorithm.overlong_buffer", "0",
         "--algorithm.max_sampling_rounds", "2", "--max_steps", "1", *SMALL])

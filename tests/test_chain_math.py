@@ -5,21 +5,16 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from envs.base import SingleTurnEnv, TaskSource
-from envs.chain_math import (
-    ChainMathConfig,
-    ChainMathSource,
-    first_error,
-    oracle_solution,
-    split_lines,
-    step_labels,
-)
+from envs.chain_math import ChainMathConfig, ChainMathSource, oracle_solution, step_labels
 from rewards.math import MathVerifier
+from rewards.prm.metrics import first_error
 from rl.errors import ConfigError, DataError
 from rl.types import Completion, Episode, Task, Turn
+from rl.types import split_steps
 
 
 def _source(low=1, high=8, seed=0, **kw) -> ChainMathSource:
-    return ChainMathSource(ChainMathConfig(min_horizon=low, max_horizon=high, seed=seed, **kw))
+    return ChainMathSource(ChainMathConfig(min_horizon=low, max_horizon=high, **kw), seed=seed)
 
 
 def _task(horizon: int, seed: int = 0) -> Task:
@@ -137,11 +132,11 @@ def test_config_validation_names_the_field(field, kwargs):
 
 def test_set_horizon_validated():
     source = _source()
-    with pytest.raises(ConfigError, match="min_horizon=0"):
+    with pytest.raises(ConfigError, match="'env.min_horizon': 0 must be in 1..64"):
         source.set_horizon(0)
-    with pytest.raises(ConfigError, match="max_horizon=65"):
+    with pytest.raises(ConfigError, match="'env.max_horizon': 65 must be in 1..64"):
         source.set_horizon(1, 65)
-    with pytest.raises(ConfigError, match="1 to 64"):
+    with pytest.raises(ConfigError, match="1..64"):
         source.set_horizon(65)
 
 
@@ -154,7 +149,7 @@ def test_config_accepts_lists_from_yaml():
 def test_oracle_is_correct_and_fully_labelled(horizon):
     for task in _source(horizon, horizon, seed=horizon).sample(3):
         text = oracle_solution(task)
-        lines = split_lines(text)
+        lines = split_steps(text)
         assert len(lines) == horizon + 1
         outcome = MathVerifier()(task, _episode(task, text))
         assert outcome.score == 1.0 and outcome.correct
@@ -165,7 +160,7 @@ def test_oracle_is_correct_and_fully_labelled(horizon):
 
 def test_corrupting_one_line_flips_only_its_label():
     task = _task(8)
-    lines = split_lines(oracle_solution(task))
+    lines = split_steps(oracle_solution(task))
     for k in range(8):
         bad = list(lines)
         bad[k] = _with_value(bad[k], task.meta["values"][k] + 1)
@@ -176,7 +171,7 @@ def test_corrupting_one_line_flips_only_its_label():
 
 def test_corrupting_the_final_line_flips_only_the_final_label():
     task = _task(5)
-    lines = split_lines(oracle_solution(task))
+    lines = split_steps(oracle_solution(task))
     lines[-1] = f"#### {int(task.answer) - 1}"
     assert step_labels(task, lines) == [True] * 5 + [False]
     outcome = MathVerifier()(task, _episode(task, "\n".join(lines)))
@@ -198,7 +193,7 @@ def test_mistake_carried_forward_is_false():
 
 def test_extra_and_unparseable_lines_are_false():
     task = _task(2)
-    lines = split_lines(oracle_solution(task))
+    lines = split_steps(oracle_solution(task))
     assert step_labels(task, lines[:2] + ["Let me double-check.", lines[2]]) == [
         True, True, False, True]
     assert step_labels(task, ["no numbers here", "???"]) == [False, False]
@@ -216,9 +211,9 @@ def test_number_formats():
         False, False, False, False]
 
 
-def test_split_lines():
-    assert split_lines("  a = 1 \r\n\n\t\n b = 2\n#### 2\n") == ["a = 1", "b = 2", "#### 2"]
-    assert split_lines("") == []
+def test_split_steps():
+    assert split_steps("  a = 1 \r\n\n\t\n b = 2\n#### 2\n") == ["a = 1", "b = 2", "#### 2"]
+    assert split_steps("") == []
 
 
 def test_first_error():
@@ -238,7 +233,7 @@ def test_step_labels_never_raise(step_texts):
     task = _task(4)
     labels = step_labels(task, step_texts)
     assert len(labels) == len(step_texts) and all(isinstance(x, bool) for x in labels)
-    assert all(isinstance(s, str) and s for s in split_lines("\n".join(step_texts)))
+    assert all(isinstance(s, str) and s for s in split_steps("\n".join(step_texts)))
 
 
 @settings(max_examples=200, deadline=None)
@@ -247,7 +242,7 @@ def test_step_labels_never_raise(step_texts):
 def test_step_labels_never_raise_on_number_like_text(pieces):
     task = _task(3)
     text = "".join(pieces)
-    assert len(step_labels(task, split_lines(text))) == len(split_lines(text))
+    assert len(step_labels(task, split_steps(text))) == len(split_steps(text))
 
 
 def test_tasks_of_other_horizons_are_not_prefixes():

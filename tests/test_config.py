@@ -1,6 +1,7 @@
 import pytest
 
-from rl.config import GRPOConfig, load_config, parse_overrides
+from rl.config import load_config, parse_overrides
+from rl.trainer.config import TrainConfig
 from rl.errors import ConfigError
 
 
@@ -12,7 +13,7 @@ def test_overrides_parse_values_as_yaml():
 def test_yaml_plus_overrides(tmp_path):
     path = tmp_path / "c.yaml"
     path.write_text("model: tiny-random\nrollout:\n  group_size: 4\noptim:\n  lr: 1e-5\n")
-    cfg = load_config(GRPOConfig, path, ["--rollout.group_size", "6", "--max_steps", "2"])
+    cfg = load_config(TrainConfig, path, ["--rollout.group_size", "6", "--max_steps", "2"])
     assert cfg.rollout.group_size == 6 and cfg.max_steps == 2 and cfg.optim.lr == 1e-5
 
 
@@ -22,30 +23,32 @@ def test_yaml_plus_overrides(tmp_path):
     (["--rollout.group_size", "many"], "'rollout.group_size': expected an integer"),
     (["--rollout.group_size", "1"], "'rollout.group_size': must be >= 2"),
     (["--rollout.engine", "tgi"], "'rollout.engine': 'tgi' is not one of"),
-    (["--env.max_horizon", "65"], "'env.max_horizon': must be in"),
+    (["--env.max_horizon", "65"], "'env.max_horizon': 65 must be in 1..64"),
+    (["--env.max_horizn", "6"], "unknown config key 'env.max_horizn' — did you mean 'env.max_horizon'"),
+    (["--env.timout_s", "6"], "did you mean 'env.timeout_s'"),
     (["--algorithm.clip_low", "1.5"], "'algorithm.clip_low'"),
     (["--lora", "3"], "'lora' must be a section"),
 ])
 def test_bad_input_names_the_key(override, message):
     with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace("'", ".")):
-        load_config(GRPOConfig, None, override)
+        load_config(TrainConfig, None, override)
 
 
 def test_missing_config_file_is_a_clear_error(tmp_path):
     with pytest.raises(ConfigError, match="does not exist"):
-        load_config(GRPOConfig, tmp_path / "nope.yaml")
+        load_config(TrainConfig, tmp_path / "nope.yaml")
 
 
 def test_saved_config_loads_back(tmp_path):
     from rl.config import save_config
 
-    cfg = load_config(GRPOConfig, None, ["--seed", "7", "--env.mul_range", "[2, 3]"])
+    cfg = load_config(TrainConfig, None, ["--seed", "7", "--env.mul_range", "[2, 3]"])
     save_config(cfg, tmp_path / "config.yaml")
-    assert load_config(GRPOConfig, tmp_path / "config.yaml") == cfg
+    assert load_config(TrainConfig, tmp_path / "config.yaml") == cfg
 
 
 def test_recipe_config_is_valid():
     from pathlib import Path
 
-    cfg = load_config(GRPOConfig, Path(__file__).parents[1] / "recipes/configs/grpo_chain_math.yaml")
+    cfg = load_config(TrainConfig, Path(__file__).parents[1] / "recipes/configs/grpo_chain_math.yaml")
     assert cfg.model == "smollm2-135m-instruct"

@@ -8,18 +8,18 @@ import pytest
 import torch
 
 from envs.chain_math import ChainMathConfig, ChainMathSource, oracle_solution
-from rl.components import build_reward
+from rl.build import build_reward
 from rl.config import EnvConfig, RewardConfig, load_config
-from rl.distill_config import DistillConfig
-from rl.distill import build_sft_trainer, generate_traces, load_traces, save_traces
+from rl.distill.config import DistillConfig
+from rl.distill.pipeline import build_sft_trainer, generate_traces, load_traces, save_traces
 from rl.errors import ConfigError, DataError
-from rl.teachers import OpenAITeacher, OracleTeacher
+from rl.distill.teachers import OpenAITeacher, OracleTeacher
 
 REWARD = build_reward(EnvConfig(), RewardConfig(verifier_timeout_s=0))
 
 
 def _source(seed=0):
-    return ChainMathSource(ChainMathConfig(min_horizon=1, max_horizon=3, seed=seed))
+    return ChainMathSource(ChainMathConfig(min_horizon=1, max_horizon=3), seed=seed)
 
 
 def _half_wrong_oracle(task):
@@ -102,10 +102,10 @@ def test_bad_distill_configs_fail_before_loading():
         load_config(DistillConfig, None, ["--teacher.kind", "openai", "--teacher.model", "m"])
     with pytest.raises(ConfigError, match="stages"):
         load_config(DistillConfig, None, ["--stages", "[traces, train]"])
-    with pytest.raises(ConfigError, match="no oracle solver"):
-        from rl.teachers import oracle_for
+    from rl.distill.teachers import oracle_for
 
-        oracle_for("reasoning_gym")
+    with pytest.raises(ConfigError, match="env 'test_user_env:PARITY' has no oracle solver"):
+        oracle_for(EnvConfig(name="test_user_env:PARITY"))  # an env whose spec has no oracle
 
 
 def test_sft_step_lowers_loss_on_its_batch(tmp_path, tiny_path):

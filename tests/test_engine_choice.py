@@ -5,13 +5,14 @@ import math
 
 import torch
 
-from rl.config import AlgorithmConfig, OptimConfig, RolloutConfig
+from rl.config import RolloutConfig
+from rl.trainer.config import AlgorithmConfig, OptimConfig
 from rl.types import Sample
 
 
 def test_auto_falls_back_to_hf_without_vllm(tiny_fp32, monkeypatch, capsys):
     import rl.rollout.vllm
-    from rl.components import build_engine
+    from rl.build import build_engine
 
     monkeypatch.setattr(rl.rollout.vllm, "vllm_available", lambda: False)
     engine = build_engine(RolloutConfig(engine="auto"), tiny_fp32)
@@ -32,7 +33,7 @@ def test_explicit_vllm_without_vllm_is_a_clear_error(tiny_fp32, monkeypatch):
 
 def _samples_with_engine_offsets(policy, offsets):
     """Samples whose engine logprobs are the trainer's own plus a fixed offset per sample."""
-    from rl.update import collate, token_logprobs
+    from rl.trainer.update import collate, token_logprobs
 
     ids = [[1, 5, 9, 13, 17], [1, 6, 10, 14, 18]]
     base = [Sample(x, [0, 0, 1, 1, 1], [0.0] * 5, []) for x in ids]
@@ -44,15 +45,16 @@ def _samples_with_engine_offsets(policy, offsets):
 
 
 def test_truncated_importance_weights_and_mismatch_metrics(tiny_lora):
-    from rl.update import policy_update
+    from rl.trainer.batch import TrainBatch
+    from rl.trainer.update import policy_update
 
     # sample 0: engine logprob = trainer - log 3  -> weight pi_trainer / pi_engine = 3 -> capped at 2
     # sample 1: engine logprob = trainer + log 2  -> weight 1/2
     samples = _samples_with_engine_offsets(tiny_lora, [-math.log(3), math.log(2)])
     optimizer = torch.optim.SGD([p for p in tiny_lora.model.parameters() if p.requires_grad], lr=0.0)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: 1.0)
-    metrics = policy_update(tiny_lora, optimizer, scheduler, samples, [1.0, -1.0],
-                            AlgorithmConfig(importance_cap=2.0, log_kl=False), OptimConfig(), 1.0, 3,
+    metrics = policy_update(tiny_lora, optimizer, scheduler, TrainBatch.from_samples(samples, tiny_lora), [1.0, -1.0],
+                            AlgorithmConfig(importance_cap=2.0, log_kl=False), OptimConfig(), 3,
                             torch.Generator().manual_seed(0))
     # 3 tokens at weight 2, 3 tokens at weight 0.5: mean 1.25; half the tokens hit the cap
     assert metrics["importance/weight_mean"] == pytest_approx(1.25)

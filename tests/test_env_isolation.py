@@ -54,11 +54,12 @@ def test_crashing_and_hanging_envs_are_contained(tokenizer):
 
 
 def test_grpo_runs_with_process_isolated_envs(tmp_path, tiny_path):
-    from rl.config import GRPOConfig, load_config
-    from rl.grpo import train
-    from rl.io import read_jsonl
+    from rl.config import load_config
+    from rl.trainer.config import TrainConfig
+    from rl.trainer.loop import train
+    from rl.run.io import read_jsonl
 
-    cfg = load_config(GRPOConfig, None, [
+    cfg = load_config(TrainConfig, None, [
         "--model", str(tiny_path), "--output_dir", str(tmp_path / "run"), "--max_steps", "1",
         "--rollout.engine", "hf", "--rollout.prompts_per_step", "2", "--rollout.group_size", "2",
         "--rollout.max_new_tokens", "8", "--progress", "false", "--env.isolation", "process"])

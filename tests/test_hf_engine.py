@@ -4,8 +4,8 @@ import torch
 
 from rl.rollout.base import SamplingParams
 from rl.rollout.hf import HFEngine
-from rl.rollout.runner import render_prompt
-from rl.update import collate, token_logprobs
+from rl.rollout.chat import render_prompt
+from rl.trainer.update import collate, token_logprobs
 from rl.types import Sample
 
 

@@ -1,9 +1,8 @@
 import math
-from collections import defaultdict
-from types import SimpleNamespace
 
 import pytest
 import torch
+from trl_grpo_loss import trl_compute_loss, trl_inputs
 
 from rl.algorithms.losses import (
     aggregate,
@@ -365,81 +364,6 @@ def test_invalid_names_raise():
 # --- agreement with TRL ----------------------------------------------------------------
 
 
-def _trl_compute_loss(
-    loss_type,
-    logprobs_bt,
-    inputs,
-    *,
-    epsilon_low,
-    epsilon_high,
-    beta,
-    max_completion_length,
-    accumulation_steps=1,
-    use_bias_correction_kl=False,
-):
-    """Run TRL 1.16's real ``GRPOTrainer._compute_loss`` on given tensors.
-
-    ``self`` is a SimpleNamespace holding only the attributes _compute_loss reads
-    (trl/trainer/grpo_trainer.py lines 3020-3298); its model call
-    ``_get_per_token_logps_and_entropies`` returns ``logprobs_bt``. One process, no
-    entropy mask, no off-policy mask, token-level importance sampling, vLLM importance
-    sampling correction on (so ``inputs["importance_sampling_ratio"]`` is applied).
-    """
-    from trl.trainer.grpo_trainer import GRPOTrainer
-
-    accelerator = SimpleNamespace(
-        num_processes=1,
-        gather=lambda x: x,
-        gather_for_metrics=lambda x: x,
-        reduce=lambda x, reduction: x,
-    )
-    trainer = SimpleNamespace(
-        _get_per_token_logps_and_entropies=lambda *a, **k: (
-            logprobs_bt,
-            torch.zeros_like(logprobs_bt),
-            None,
-        ),
-        args=SimpleNamespace(
-            use_bias_correction_kl=use_bias_correction_kl,
-            delta=None,
-            steps_per_generation=accumulation_steps,
-        ),
-        accelerator=accelerator,
-        model=SimpleNamespace(training=True),
-        loss_type=loss_type,
-        epsilon_low=epsilon_low,
-        epsilon_high=epsilon_high,
-        beta=beta,
-        max_completion_length=max_completion_length,
-        current_gradient_accumulation_steps=accumulation_steps,
-        importance_sampling_level="token",
-        top_entropy_quantile=1.0,
-        off_policy_mask_threshold=None,
-        use_vllm=True,
-        vllm_importance_sampling_correction=True,
-        aux_loss_enabled=False,
-        _entropy_bonus_enabled=False,
-        _metrics=defaultdict(lambda: defaultdict(list)),
-    )
-    loss = GRPOTrainer._compute_loss(trainer, None, inputs)
-    return loss, {k: v[-1] for k, v in trainer._metrics["train"].items()}
-
-
-def _trl_inputs(rows, old_bt, ref_bt, advantages_b, mask_bt, is_ratio_bt, num_items):
-    batch, width = mask_bt[rows].shape
-    return {
-        "prompt_ids": torch.zeros(batch, 1, dtype=torch.long),
-        "prompt_mask": torch.ones(batch, 1, dtype=torch.long),
-        "completion_ids": torch.zeros(batch, width, dtype=torch.long),
-        "completion_mask": mask_bt[rows],
-        "advantages": advantages_b[rows],
-        "old_per_token_logps": old_bt[rows],
-        "ref_per_token_logps": ref_bt[rows],
-        "importance_sampling_ratio": is_ratio_bt[rows],
-        "num_items_in_batch": torch.tensor(num_items),
-    }
-
-
 @pytest.mark.parametrize(
     "loss_type, aggregation",
     [("grpo", "sequence"), ("dr_grpo", "dr_grpo"), ("dapo", "token"), ("bnpo", "token")],
@@ -476,14 +400,15 @@ def test_matches_trl_grpo_trainer_compute_loss(loss_type, aggregation):
         trl_logprobs_bt = logprobs_bt.clone().requires_grad_()
         our_logprobs_bt = logprobs_bt.clone().requires_grad_()
         for rows in rows_list:
-            inputs = _trl_inputs(
+            inputs = trl_inputs(
                 rows, old_bt, ref_bt, advantages_b, mask_bt, is_ratio_bt, num_tokens
             )
-            trl_loss, trl_metrics = _trl_compute_loss(
+            trl_loss, trl_metrics = trl_compute_loss(
                 loss_type,
                 trl_logprobs_bt[rows],
                 inputs,
                 accumulation_steps=len(rows_list),
+                use_vllm=True,
                 **hyper,
             )
             our_loss, our_metrics = clipped_policy_loss(
@@ -522,10 +447,10 @@ def test_trl_default_kl_bias_correction_changes_gradient_not_value():
     logprobs_bt = torch.tensor([[-1.0, -2.0]], requires_grad=True)
     ref_bt = torch.tensor([[-1.5, -1.0]])
     mask_bt = torch.ones(1, 2, dtype=torch.long)
-    inputs = _trl_inputs(
+    inputs = trl_inputs(
         slice(0, 1), logprobs_bt.detach(), ref_bt, torch.zeros(1), mask_bt, torch.ones(1, 2), 2
     )
-    trl_loss, _ = _trl_compute_loss(
+    trl_loss, _ = trl_compute_loss(
         "dapo",
         logprobs_bt,
         inputs,

@@ -2,9 +2,10 @@
 
 import pytest
 
+from envs.chain_math import step_labels
 from rewards.prm.labeling import build_label_dataset, mc_step_labels, prefix_text, to_trl_rows
 from rl.rollout.base import SamplingParams
-from rl.rollout.runner import render_prompt
+from rl.rollout.chat import render_prompt
 from rl.types import Completion, Task
 
 # "Start with 2. Add 3. Multiply by 4." -> 5, 20
@@ -72,12 +73,12 @@ def test_all_final_steps_need_no_engine_call(tokenizer):
 def test_trl_rows_one_label_per_step(tokenizer):
     solutions = [(TASK, FLAWED), (TASK, CORRECT)]
     labels = mc_step_labels(ScriptedCompleter(tokenizer), tokenizer, solutions, k=4, params=SamplingParams())
-    rows = to_trl_rows(solutions, labels)
+    rows = to_trl_rows(solutions, labels, exact_labels=step_labels)
     assert rows[0]["prompt"] == "Start with 2. Add 3. Multiply by 4."
     assert rows[0]["completions"] == FLAWED
     assert rows[0]["labels"] == [True, True, False]
     assert rows[0]["soft_labels"] == [0.75, 0.25, 0.0]
-    assert rows[0]["exact_labels"] == [True, False, False]  # chain_math ground truth
+    assert rows[0]["exact_labels"] == [True, False, False]  # chain_math's ground truth (its spec's labeller)
     assert rows[1]["exact_labels"] == [True, True, True]
     assert (rows[0]["task_id"], rows[0]["horizon"]) == ("chain_math/h2/t0", 2)
     for row in rows:
@@ -97,8 +98,8 @@ def test_build_dataset_and_tasks_without_exact_labels(tokenizer):
 
 def test_label_stage_samples_hot_and_completes_at_mc_temperature(tokenizer, tmp_path):
     from rl.config import load_config
-    from rl.prm_config import PRMConfig
-    from rl.prm_pipeline import label_stage
+    from rl.prm.config import PRMConfig
+    from rl.prm.pipeline import label_stage
 
     class Recorder:
         name = "recorder"
@@ -123,7 +124,7 @@ def test_label_stage_samples_hot_and_completes_at_mc_temperature(tokenizer, tmp_
 def test_mc_temperature_must_be_positive():
     from rl.config import load_config
     from rl.errors import ConfigError
-    from rl.prm_config import PRMConfig
+    from rl.prm.config import PRMConfig
 
     with pytest.raises(ConfigError, match="mc_temperature"):
         load_config(PRMConfig, None, ["--mc_temperature", "0"])

@@ -4,15 +4,16 @@ import json
 
 import pytest
 
-from rl.config import GRPOConfig, load_config
+from rl.config import load_config
+from rl.trainer.config import TrainConfig
 from rl.errors import ConfigError
-from rl.io import read_jsonl
+from rl.run.io import read_jsonl
 
 
 @pytest.fixture(scope="module")
 def tiny_prm(tmp_path_factory, tiny_path):
-    from rl.prm_config import PRMConfig
-    from rl.prm_pipeline import run_prm
+    from rl.prm.config import PRMConfig
+    from rl.prm.pipeline import run_prm
 
     out = tmp_path_factory.mktemp("prm")
     cfg = load_config(PRMConfig, "recipes/configs/prm_chain_math.yaml", [
@@ -37,9 +38,9 @@ def test_prm_pipeline_writes_labels_prm_and_eval(tiny_prm):
 
 
 def test_grpo_with_a_prm_logs_step_scores(tiny_prm, tiny_path, tmp_path):
-    from rl.grpo import train
+    from rl.trainer.loop import train
 
-    cfg = load_config(GRPOConfig, None, [
+    cfg = load_config(TrainConfig, None, [
         "--model", str(tiny_path), "--output_dir", str(tmp_path / "run"), "--max_steps", "1",
         "--rollout.engine", "hf", "--rollout.prompts_per_step", "2", "--rollout.group_size", "2",
         "--rollout.max_new_tokens", "24", "--progress", "false", "--dtype", "float32",
@@ -50,7 +51,7 @@ def test_grpo_with_a_prm_logs_step_scores(tiny_prm, tiny_path, tmp_path):
 
 
 def test_prm_scorer_failure_is_recorded_not_raised(tiny_prm):
-    from rl.process_rewards import PRMScorer
+    from rewards.prm.scorer import PRMScorer
     from rl.types import Completion, Episode, EpisodeGroup, Step, Task, Turn
 
     scorer = PRMScorer(str(tiny_prm / "prm"), device="cpu", dtype="float32")
@@ -65,9 +66,9 @@ def test_prm_scorer_failure_is_recorded_not_raised(tiny_prm):
 
 def test_bad_prm_path_is_a_config_error(tmp_path):
     with pytest.raises(ConfigError, match="reward.prm.*not a saved PRM"):
-        load_config(GRPOConfig, None, ["--reward.prm", str(tmp_path)])
+        load_config(TrainConfig, None, ["--reward.prm", str(tmp_path)])
     with pytest.raises(ConfigError, match="reward.prm"):
-        load_config(GRPOConfig, None, ["--reward.prm", str(tmp_path), "--algorithm", "ppo",
+        load_config(TrainConfig, None, ["--reward.prm", str(tmp_path), "--algorithm", "ppo",
                                        "--rollout.group_size", "1"])
 
 

@@ -4,7 +4,7 @@ import pytest
 
 from rewards.prm.search import aggregate_scores, best_of_n, majority_vote, step_beam_search
 from rl.rollout.base import SamplingParams
-from rl.rollout.runner import render_prompt
+from rl.rollout.chat import render_prompt
 from rl.types import Completion, Task
 
 
@@ -123,7 +123,8 @@ def test_beam_search_respects_max_steps(tokenizer):
 
 def test_end_to_end_on_tiny_random(tiny_fp32, tiny_path):
     """HFEngine on tiny-random: MC labels -> dataset -> 2 PRM updates -> beam search with the PRM."""
-    from envs.chain_math import ChainMathConfig, ChainMathSource, oracle_solution, split_lines
+    from envs.chain_math import ChainMathConfig, ChainMathSource, oracle_solution, step_labels
+    from rl.types import split_steps
     from rewards.prm.labeling import build_label_dataset
     from rewards.prm.model import build_prm, make_scorer
     from rewards.prm.train import train_prm
@@ -131,10 +132,10 @@ def test_end_to_end_on_tiny_random(tiny_fp32, tiny_path):
     from rl.rollout.hf import HFEngine
 
     engine, tok = HFEngine(tiny_fp32), tiny_fp32.tokenizer
-    tasks = ChainMathSource(ChainMathConfig(min_horizon=2, max_horizon=2, seed=0)).sample(2)
-    solutions = [(t, split_lines(oracle_solution(t))) for t in tasks]
+    tasks = ChainMathSource(ChainMathConfig(min_horizon=2, max_horizon=2), seed=0).sample(2)
+    solutions = [(t, split_steps(oracle_solution(t))) for t in tasks]
     params = SamplingParams(max_new_tokens=4, temperature=1.0, seed=0)
-    ds = build_label_dataset(engine, tok, solutions, k=2, params=params)
+    ds = build_label_dataset(engine, tok, solutions, k=2, params=params, exact_labels=step_labels)
     assert len(ds) == 2 and ds[0]["exact_labels"] == [True, True, True]
     assert ds[0]["labels"][-1] is True  # the oracle's final line is right (labelled directly)
     prm, prm_tok = build_prm(str(tiny_path), lora=LoraConfig(r=4, alpha=8), dtype="float32", device="cpu")

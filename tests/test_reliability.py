@@ -5,8 +5,9 @@ import json
 
 import pytest
 
-import rl.grpo
-from rl.config import GRPOConfig, load_config
+import rl.trainer.loop
+from rl.config import load_config
+from rl.trainer.config import TrainConfig
 from rl.errors import ConfigError, RunAborted
 from rl.types import Outcome
 
@@ -26,10 +27,10 @@ def _always_raises(task, episode):
 
 
 def test_too_many_failed_episodes_stop_the_run_with_the_reason(tmp_path, monkeypatch):
-    monkeypatch.setattr(rl.grpo, "build_reward", _reward_from(_always_raises))
-    cfg = load_config(GRPOConfig, None, [*SMALL, "--max_steps", "3", "--output_dir", str(tmp_path)])
+    monkeypatch.setattr(rl.trainer.loop, "build_reward", _reward_from(_always_raises))
+    cfg = load_config(TrainConfig, None, [*SMALL, "--max_steps", "3", "--output_dir", str(tmp_path)])
     with pytest.raises(RunAborted, match=r"step 1: 4/4 episodes could not be scored \(verifier.*broken grader"):
-        rl.grpo.train(cfg)
+        rl.trainer.loop.train(cfg)
     # the evidence is on disk: every failed episode with its error
     record = json.loads((tmp_path / "rollouts/step_1.jsonl").read_text().splitlines()[0])
     assert record["errors"][0]["kind"] == "verifier" and record["rewards"]["total"] is None
@@ -44,27 +45,27 @@ def test_a_few_failed_episodes_are_contained(tmp_path, monkeypatch):
             raise TimeoutError("slow grader")
         return Outcome(0.0, False)
 
-    monkeypatch.setattr(rl.grpo, "build_reward", _reward_from(flaky))
-    cfg = load_config(GRPOConfig, None, [*SMALL, "--max_steps", "2", "--output_dir", str(tmp_path)])
-    rl.grpo.train(cfg)
+    monkeypatch.setattr(rl.trainer.loop, "build_reward", _reward_from(flaky))
+    cfg = load_config(TrainConfig, None, [*SMALL, "--max_steps", "2", "--output_dir", str(tmp_path)])
+    rl.trainer.loop.train(cfg)
     rows = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
     assert [r["errors/verifier"] for r in rows] == [1.0, 1.0]
 
 
 def test_nonfinite_updates_are_skipped_then_the_run_stops(tmp_path, monkeypatch):
-    import rl.update
+    import rl.trainer.update
 
-    real_loss = rl.update.clipped_policy_loss
+    real_loss = rl.trainer.update.clipped_policy_loss
 
     def nan_loss(*args, **kwargs):  # a numerically broken update
         loss, metrics = real_loss(*args, **kwargs)
         return loss * float("nan"), metrics
 
-    monkeypatch.setattr(rl.update, "clipped_policy_loss", nan_loss)
-    cfg = load_config(GRPOConfig, None, [*SMALL, "--max_steps", "5", "--output_dir", str(tmp_path),
+    monkeypatch.setattr(rl.trainer.update, "clipped_policy_loss", nan_loss)
+    cfg = load_config(TrainConfig, None, [*SMALL, "--max_steps", "5", "--output_dir", str(tmp_path),
                                          "--optim.max_nonfinite_streak", "2"])
     with pytest.raises(RunAborted, match="step 2: 2 updates in a row had a NaN/Inf"):
-        rl.grpo.train(cfg)
+        rl.trainer.loop.train(cfg)
     rows = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
     assert [r["update/skipped_nonfinite"] for r in rows] == [1.0]  # step 1 logged, step 2 stopped
 
@@ -80,7 +81,7 @@ def test_nan_score_is_a_verifier_error_not_a_reward():
 
 def test_incompatible_options_fail_at_config_time():
     with pytest.raises(ConfigError, match="'algorithm.kl_coef': a KL penalty needs a reference policy"):
-        load_config(GRPOConfig, None, ["--lora.r", "0", "--algorithm.kl_coef", "0.1"])
+        load_config(TrainConfig, None, ["--lora.r", "0", "--algorithm.kl_coef", "0.1"])
 
 
 def test_unknown_model_name_lists_the_valid_ones():
@@ -92,7 +93,7 @@ def test_unknown_model_name_lists_the_valid_ones():
 
 
 def test_torn_last_line_is_skipped_and_reported(tmp_path):
-    from rl.io import read_jsonl
+    from rl.run.io import read_jsonl
 
     path = tmp_path / "m.jsonl"
     path.write_text('{"step": 1}\n{"step": 2}\n{"step": 3, "rew')
@@ -104,7 +105,7 @@ def test_torn_last_line_is_skipped_and_reported(tmp_path):
 
 
 def test_partial_checkpoints_are_ignored(tmp_path):
-    from rl.checkpoint import list_checkpoints
+    from rl.run.checkpoint import list_checkpoints
 
     for name in ("step_1", "step_2", ".tmp-step_3", "step_4"):
         (tmp_path / name).mkdir()
@@ -115,9 +116,9 @@ def test_partial_checkpoints_are_ignored(tmp_path):
 
 def test_a_fresh_run_refuses_an_output_dir_that_holds_a_run(tmp_path):
     (tmp_path / "metrics.jsonl").write_text('{"step": 1}\n')
-    cfg = load_config(GRPOConfig, None, [*SMALL, "--output_dir", str(tmp_path)])
+    cfg = load_config(TrainConfig, None, [*SMALL, "--output_dir", str(tmp_path)])
     with pytest.raises(ConfigError, match="already holds a run: pass --resume"):
-        rl.grpo.train(cfg)
+        rl.trainer.loop.train(cfg)
 
 
 def test_equal_rewards_give_exact_zero_advantages_for_any_group_size():
@@ -133,7 +134,7 @@ def test_equal_rewards_give_exact_zero_advantages_for_any_group_size():
 def test_atomic_write_text_replaces_whole_and_keeps_a_readable_mode(tmp_path):
     import os
 
-    from rl.io import atomic_write_text
+    from rl.run.io import atomic_write_text
 
     path = tmp_path / "summary.json"
     atomic_write_text(path, "old")

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from rl.io import read_jsonl
+from rl.run.io import read_jsonl
 
 ROOT = Path(__file__).parents[1]
 ARGS = ["--model", "tiny-random", "--rollout.engine", "hf", "--rollout.prompts_per_step", "2",
@@ -22,12 +22,11 @@ def _run(out: Path, *extra, kill_at: str | None = None) -> subprocess.CompletedP
     env = {**os.environ, "OMP_WAIT_POLICY": "PASSIVE"}
     if kill_at:
         env["HORIZON_FAULT"] = kill_at
-    # the recipe's own CLI, with a reward the random model earns in varying amounts (so the
-    # compared runs really train; chain_math rewards would be all zero for tiny-random)
-    script = ("import sys; sys.path.insert(0, sys.argv[1]); import rl.grpo, test_grpo_recipe as t; "
-              "rl.grpo.build_reward = t._parity_reward; from rl.cli import main; sys.exit(main(sys.argv[2:]))")
+    # the recipe's own CLI on the parity env of tests/test_user_env.py: a reward the random model
+    # earns in varying amounts, so the compared runs really train (chain_math's would be all 0)
+    env["PYTHONPATH"] = os.pathsep.join([str(ROOT / "tests"), env.get("PYTHONPATH", "")])
     config = str(ROOT / "recipes/configs/grpo_chain_math.yaml")
-    cmd = [sys.executable, "-c", script, str(ROOT / "tests"), "train", "--config", config, *ARGS,
+    cmd = [sys.executable, "-m", "rl.cli", "train", "--config", config, *ARGS, "--env.name", "test_user_env:PARITY", "--env.min_horizon", "2",
            "--output_dir", str(out), *extra]
     return subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
 

@@ -9,10 +9,10 @@ pytest.importorskip("vllm")
 from rl.config import LoraConfig, VLLMConfig  # noqa: E402
 from rl.models import load_policy  # noqa: E402
 from rl.rollout.base import SamplingParams  # noqa: E402
-from rl.rollout.runner import render_prompt  # noqa: E402
+from rl.rollout.chat import render_prompt  # noqa: E402
 from rl.rollout.vllm import VLLMEngine  # noqa: E402
 from rl.types import Sample  # noqa: E402
-from rl.update import collate, token_logprobs  # noqa: E402
+from rl.trainer.update import collate, token_logprobs  # noqa: E402
 
 TOL = 2e-4  # fp32 on both sides; vLLM's CPU kernels sum in another order than torch's
 CFG = VLLMConfig(dtype="float32", kv_cache_gib=0.25, max_model_len=512)
@@ -61,8 +61,9 @@ def test_logprobs_match_teacher_forced_forward_and_n_samples(lora_setup, tokeniz
 
 def _train_one_step(policy):
     """One real optimizer step of the trainer's update on a random batch."""
-    from rl.config import AlgorithmConfig, OptimConfig
-    from rl.update import policy_update
+    from rl.trainer.config import AlgorithmConfig, OptimConfig
+    from rl.trainer.batch import TrainBatch
+    from rl.trainer.update import policy_update
 
     gen = torch.Generator().manual_seed(0)
     samples = []
@@ -71,8 +72,9 @@ def _train_one_step(policy):
         samples.append(Sample(ids, [0] * 4 + [1] * 8, [0.0] * 4 + [-7.0] * 8, []))
     optimizer = torch.optim.AdamW([p for p in policy.model.parameters() if p.requires_grad], lr=0.05)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: 1.0)
-    policy_update(policy, optimizer, scheduler, samples, [1.0, -1.0, 0.5, -0.5],
-                  AlgorithmConfig(importance_correction="none"), OptimConfig(), PARAMS.temperature, 8, gen)
+    batch = TrainBatch.from_samples(samples, policy, PARAMS.temperature)
+    policy_update(policy, optimizer, scheduler, batch, [1.0, -1.0, 0.5, -0.5],
+                  AlgorithmConfig(importance_correction="none"), OptimConfig(), 8, gen)
 
 
 def test_lora_sync_after_a_training_step(lora_setup, tokenizer):

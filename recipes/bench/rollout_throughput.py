@@ -53,11 +53,11 @@ def main() -> None:
     from rl.models import load_policy
     from rl.rollout.base import SamplingParams
     from rl.rollout.hf import HFEngine
-    from rl.rollout.runner import render_prompt
+    from rl.rollout.chat import render_prompt
     from rl.rollout.vllm import VLLMEngine
 
     policy = load_policy(args.model, lora=LoraConfig(r=args.lora_r) if args.lora_r else None)
-    source = ChainMathSource(ChainMathConfig(min_horizon=2, max_horizon=4, seed=123))
+    source = ChainMathSource(ChainMathConfig(min_horizon=2, max_horizon=4), seed=123)
     prompts = [render_prompt(policy.tokenizer, t.messages) for t in source.sample(args.samples // args.group_size)]
     params = SamplingParams(max_new_tokens=args.max_new_tokens, temperature=1.0, ignore_eos=True)
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "

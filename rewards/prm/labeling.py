@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from rl.rollout.base import RolloutEngine, SamplingParams
-from rl.rollout.runner import render_prompt
+from rl.rollout.chat import render_prompt
 from rl.types import Task
 
 FINAL_MARK = "####"
@@ -122,21 +122,17 @@ def mc_step_labels(
     return labels
 
 
-def exact_labels(task: Task, steps: list[str]) -> list[bool] | None:
-    """chain_math's exact per-step labels when the task carries its intermediate values, else None."""
-    if "values" not in task.meta:
-        return None
-    from envs.chain_math import step_labels
-
-    return step_labels(task, steps)
+ExactLabeler = Callable[[Task, list[str]], list[bool]]  # an env spec's ``step_labels``
 
 
-def to_trl_rows(solutions: Sequence[Solution], labels: Sequence[StepLabels]) -> list[dict[str, Any]]:
+def to_trl_rows(solutions: Sequence[Solution], labels: Sequence[StepLabels],
+                exact_labels: ExactLabeler | None = None) -> list[dict[str, Any]]:
     """Rows in TRL's stepwise-supervision format, plus our columns.
 
     TRL's columns: ``prompt`` (the last user message's text), ``completions`` (the step
     texts), ``labels`` (one bool per step: the hard MC label). Extra columns:
-    ``soft_labels`` (MC fractions), ``exact_labels`` (chain_math ground truth or None),
+    ``soft_labels`` (MC fractions), ``exact_labels`` (the env's ground truth from
+    ``exact_labels(task, steps)``, or None without a labeller),
     ``messages`` (the full chat prompt, which ``train_prm`` renders), ``task_id``, ``horizon``.
     """
     if len(solutions) != len(labels):
@@ -151,7 +147,7 @@ def to_trl_rows(solutions: Sequence[Solution], labels: Sequence[StepLabels]) -> 
             "completions": [s.strip() for s in steps],
             "labels": list(lab.hard),
             "soft_labels": list(lab.soft),
-            "exact_labels": exact_labels(task, steps),
+            "exact_labels": exact_labels(task, steps) if exact_labels else None,
             "messages": [dict(m) for m in task.messages],
             "task_id": task.id,
             "horizon": task.horizon,
@@ -167,9 +163,10 @@ def build_label_dataset(
     k: int,
     params: SamplingParams,
     verify: Callable[[Task, str], bool] = answer_is_correct,
+    exact_labels: ExactLabeler | None = None,
 ):
     """MC-label ``solutions`` and return them as a ``datasets.Dataset`` of ``to_trl_rows`` rows."""
     from datasets import Dataset
 
     labels = mc_step_labels(engine, tokenizer, solutions, k=k, params=params, verify=verify)
-    return Dataset.from_list(to_trl_rows(solutions, labels))
+    return Dataset.from_list(to_trl_rows(solutions, labels, exact_labels))

@@ -1,7 +1,7 @@
-"""PRM step scores measured against exact step labels (chain_math), and two baseline scorers.
+"""PRM step scores measured against exact step labels, and two baseline scorers.
 
-``scores`` are P(step correct) in [0, 1]; ``labels`` are exact booleans (``envs.chain_math
-.step_labels``). Per-solution functions take one list per solution.
+``scores`` are P(step correct) in [0, 1]; ``labels`` are exact booleans (an env spec's
+``step_labels``, e.g. chain_math's). Per-solution functions take one list per solution.
 
 - ``step_auc``: ROC AUC over steps (Mann-Whitney U with average ranks for ties).
 - ``auc_up_to_first_error``: the same on the steps up to and including each solution's first
@@ -25,9 +25,12 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
-from envs.chain_math import first_error
-
 NAN = float("nan")
+
+
+def first_error(labels: list[bool]) -> int | None:
+    """Index of the first False label, or None when every step is correct."""
+    return next((i for i, ok in enumerate(labels) if not ok), None)
 
 
 def step_auc(scores: list[float], labels: list[bool]) -> float:

@@ -3,7 +3,7 @@
 Math-Shepherd (Wang et al. 2024) and TRL's former ``PRMTrainer`` frame a PRM as token
 classification: the solution's steps are joined by a separator token, and the classifier's
 output at each separator is that step's verdict. Here the separator is ``"\\n"`` (a token of
-its own in SmolLM2's tokenizer), so one step per line, as ``LineStepSplitter`` splits the
+its own in SmolLM2's tokenizer), so one step per line, as ``StepSplitter`` splits the
 policy's completions::
 
     <chat prompt> step_1 \\n step_2 \\n ... step_S \\n
@@ -35,7 +35,7 @@ from typing import Any
 
 import torch
 
-from rl.rollout.runner import render_prompt
+from rl.rollout.chat import render_prompt
 from rl.types import Message, Task
 
 CONFIG_FILE = "prm_config.json"

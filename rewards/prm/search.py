@@ -24,8 +24,8 @@ from typing import Any, Literal
 
 from rewards.prm.labeling import FINAL_MARK, prefix_text
 from rl.rollout.base import RolloutEngine, SamplingParams
-from rl.rollout.runner import render_prompt
-from rl.types import Completion, Task
+from rl.rollout.chat import render_prompt
+from rl.types import Completion, Task, split_steps
 
 Aggregate = Literal["min", "last", "product"]
 Scorer = Callable[[Task, list[str]], list[float]]
@@ -102,7 +102,7 @@ def _extend(steps: list[str], completion: Completion, newline: int) -> tuple[lis
     completion stopped on a token other than the newline (EOS). A completion cut by the token
     limit is kept as an unfinished step; an empty line adds nothing.
     """
-    lines = [line.strip() for line in completion.text.split("\n") if line.strip()]
+    lines = split_steps(completion.text)
     new = list(steps)
     for line in lines:
         new.append(line)

@@ -69,11 +69,11 @@ def token_advantages_from_steps(
     - a token inside step j's span gets ``step_values[j]``;
     - a policy token in no span takes the value of the NEXT step that starts after it. This
       covers tokens before the first step (e.g. leading whitespace) and gaps between steps
-      (``LineStepSplitter`` leaves blank-line newlines out of every span): they lead into
+      (``StepSplitter`` leaves blank-line newlines out of every span): they lead into
       that step, so they share its credit;
     - a policy token after the last span (the EOS token, trailing whitespace) gets 0: no step
-      follows it, so no step reward is "to go". ``mix_advantages`` still gives it the outcome
-      share.
+      follows it, so no step reward is "to go". The outcome advantage still reaches it (the
+      trainer adds the group signal's share, as ``mix_advantages`` does).
 
     A sample with no steps gets all zeros (the caller should fall back to the outcome).
 

@@ -12,7 +12,8 @@ import threading
 from dataclasses import dataclass
 
 from rl.rollout.base import RolloutEngine, SamplingParams
-from rl.rollout.steps import LineStepSplitter
+from rl.rollout.chat import render_prompt
+from rl.rollout.steps import StepSplitter
 from rl.types import Episode, EpisodeGroup, Message, Task, Turn
 
 
@@ -23,12 +24,6 @@ class _Live:
     messages: list[Message]
 
 
-def render_prompt(tokenizer, messages: list[Message]) -> list[int]:
-    """Token ids of ``messages`` through the chat template, ending with the assistant header."""
-    text = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
-    return tokenizer(text, add_special_tokens=False)["input_ids"]
-
-
 class Runner:
     def __init__(self, engine: RolloutEngine, tokenizer, make_env, max_turns: int = 1,
                  step_splitter=None, env_timeout_s: float | None = 30.0):
@@ -36,7 +31,7 @@ class Runner:
         self.tokenizer = tokenizer
         self.make_env = make_env
         self.max_turns = max_turns
-        self.split_steps = step_splitter or LineStepSplitter(tokenizer)
+        self.split_steps = step_splitter or StepSplitter(tokenizer)
         self.env_timeout_s = env_timeout_s
 
     def run(self, tasks: list[Task], group_size: int, params: SamplingParams) -> list[EpisodeGroup]:

@@ -2,20 +2,23 @@
 
 from __future__ import annotations
 
-from rl.types import Step
+from rl.types import STEP_SEPARATOR, Step
 
 
-class LineStepSplitter:
-    """Token spans of the non-empty lines of a completion.
+class StepSplitter:
+    """Token spans of the steps of a completion: its non-empty pieces between separators.
 
-    A step runs from the token after the previous newline through the token that holds the
-    next newline (so its last token is the step-separator token where a PRM reads its score);
-    a trailing line without a newline is a step too. Single-token decodes are cached: with
-    byte-level BPE a newline is always inside one token.
+    A step runs from the token after the previous separator through the token that holds the
+    next one (so its last token is the step-separator token where a PRM reads its score); a
+    trailing piece without a separator is a step too. The step texts are those of
+    ``rl.types.split_steps`` on the decoded completion. Single-token decodes are cached: with
+    byte-level BPE a newline is always inside one token (a multi-character separator must be
+    inside one token as well to be found).
     """
 
-    def __init__(self, tokenizer):
+    def __init__(self, tokenizer, separator: str = STEP_SEPARATOR):
         self.tokenizer = tokenizer
+        self.separator = separator
         self._piece: dict[int, str] = {}
         self._special = set(getattr(tokenizer, "all_special_ids", []) or [])
 
@@ -30,7 +33,7 @@ class LineStepSplitter:
         for i, tok in enumerate(token_ids):
             piece = self.piece(tok)
             text += piece
-            if "\n" in piece:
+            if self.separator in piece:
                 if text.strip():
                     steps.append(Step(text.strip(), start, i + 1))
                 start, text = i + 1, ""

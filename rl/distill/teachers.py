@@ -3,13 +3,13 @@
 A teacher has ``name`` (recorded in the traces' provenance), ``solve(tasks, k)`` returning k
 texts per task, and ``close()``. Three kinds:
 
-- ``OracleTeacher``: an env's exact solver (chain_math has one); one trace per task.
+- ``OracleTeacher``: an env's exact solver (its spec's ``oracle``); one trace per task.
 - ``EngineTeacher``: a local model sampled by a rollout engine (vLLM or transformers).
 - ``OpenAITeacher``: any OpenAI-compatible chat endpoint (vLLM serve, llama.cpp, a hosted API).
 
 Example::
 
-    teacher = build_teacher(TeacherConfig(kind="oracle"), env_name="chain_math")
+    teacher = build_teacher(TeacherConfig(kind="oracle"), EnvConfig(name="chain_math"))
     teacher.solve(tasks, k=1)[0]        # ["3 + 4 = 7\\n#### 7"]
 """
 
@@ -18,8 +18,8 @@ from __future__ import annotations
 import os
 from typing import Callable
 
-from rl.config import RolloutConfig
-from rl.distill_config import TeacherConfig
+from rl.config import EnvConfig, RolloutConfig
+from rl.distill.config import TeacherConfig
 from rl.errors import ConfigError
 from rl.types import Task
 
@@ -43,7 +43,7 @@ class EngineTeacher:
 
     def __init__(self, model: str, engine: str, temperature: float, max_new_tokens: int,
                  device: str = "auto", seed: int = 0):
-        from rl.components import build_engine
+        from rl.build import build_engine
         from rl.models import load_policy
         from rl.rollout.base import SamplingParams
 
@@ -54,7 +54,7 @@ class EngineTeacher:
         self.name = f"model:{model}"
 
     def solve(self, tasks: list[Task], k: int = 1) -> list[list[str]]:
-        from rl.rollout.runner import render_prompt
+        from rl.rollout.chat import render_prompt
 
         prompts = [render_prompt(self.policy.tokenizer, t.messages) for t in tasks]
         groups = self.engine.generate(prompts, self.params, n=k)
@@ -94,20 +94,19 @@ class OpenAITeacher:
         self.client.close()
 
 
-def oracle_for(env_name: str) -> Callable[[Task], str]:
-    """The env's exact solver; a ``ConfigError`` when the env has none."""
-    if env_name == "chain_math":
-        from envs.chain_math import oracle_solution
+def oracle_for(env: EnvConfig) -> Callable[[Task], str]:
+    """The env's exact solver (its spec's ``oracle``); a ``ConfigError`` when the env has none."""
+    oracle = env.spec.oracle
+    if oracle is None:
+        raise ConfigError(f"config key 'teacher.kind': env '{env.name}' has no oracle solver; "
+                          "use teacher.kind: model or openai")
+    return oracle
 
-        return oracle_solution
-    raise ConfigError(f"config key 'teacher.kind': env '{env_name}' has no oracle solver; "
-                      "use teacher.kind: model or openai")
 
-
-def build_teacher(cfg: TeacherConfig, env_name: str, device: str = "auto", seed: int = 0):
+def build_teacher(cfg: TeacherConfig, env: EnvConfig, device: str = "auto", seed: int = 0):
     """The teacher ``cfg`` describes (models are checked to exist before anything loads)."""
     if cfg.kind == "oracle":
-        return OracleTeacher(oracle_for(env_name), name=f"oracle:{env_name}")
+        return OracleTeacher(oracle_for(env), name=f"oracle:{env.name}")
     if cfg.kind == "model":
         from rl.models import check_model_available
 

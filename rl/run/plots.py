@@ -16,7 +16,7 @@ def plot_runs(runs: dict[str, str | Path], metrics: list[str], path: str | Path,
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from rl.io import read_jsonl
+    from rl.run.io import read_jsonl
 
     fig, axes = plt.subplots(len(metrics), 2, figsize=(10, 3.2 * len(metrics)), squeeze=False)
     for label, run in runs.items():

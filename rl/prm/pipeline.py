@@ -4,12 +4,12 @@ Stages (``cfg.stages``), writing under ``cfg.output_dir``:
 
 - ``label``: the sampler writes ``samples_per_task`` solutions per training task (vLLM when
   installed); every step prefix gets ``mc_k`` continuations (Math-Shepherd: soft label =
-  fraction reaching the right answer, hard = any), one batched engine call. chain_math's exact
-  step labels are stored beside them, and the MC labels are scored against them
+  fraction reaching the right answer, hard = any), one batched engine call. The env's exact
+  step labels (its spec's ``step_labels``) are stored beside them, and the MC labels are scored against them
   (``labels/quality.json``). Output: ``labels/`` (a ``datasets`` dataset in TRL's stepwise
   format plus ``soft_labels`` / ``exact_labels``).
 - ``train``: a PRM (trunk + LoRA + 2-way head at step ends) trained on ``cfg.labels``; saved
-  to ``prm/`` (use it as ``reward.prm`` of a GRPO run).
+  to ``prm/`` (use it as ``reward.prm`` of a training run).
 - ``eval``: on held-out tasks, N = ``best_of_n`` samples each: step AUC (all steps and up to the
   first error), first-error accuracy, false alarms and calibration of the PRM, next to the
   position-only and arithmetic-check baselines (``eval/prm.json``, ``eval/calibration.png``);
@@ -25,43 +25,50 @@ import time
 from pathlib import Path
 from typing import Any
 
-from rl.io import atomic_write_dir, atomic_write_text
-from rl.prm_config import PRMConfig
+from rl.run.io import atomic_write_dir, atomic_write_text
+from rl.prm.config import PRMConfig
 
 
 def sample_solutions(engine, tokenizer, tasks, n: int, params) -> list[list[str]]:
     """``n`` sampled completion texts per task."""
-    from rl.rollout.runner import render_prompt
+    from rl.rollout.chat import render_prompt
 
     groups = engine.generate([render_prompt(tokenizer, t.messages) for t in tasks], params, n=n)
     return [[c.text for c in group] for group in groups]
 
 
-def _steps(text: str) -> list[str]:
-    from envs.chain_math import split_lines
+def _steps(cfg: PRMConfig, text: str) -> list[str]:
+    """The env's reasoning steps of ``text`` (its spec's separator)."""
+    from rl.types import split_steps
 
-    return split_lines(text)
+    return split_steps(text, cfg.env.spec.step_separator)
 
 
-def _exact(task, steps) -> list[bool]:
-    from envs.chain_math import step_labels
+def _exact_labeler(cfg: PRMConfig):
+    """The env's exact step labeller; PRM metrics are measured against it."""
+    from rl.errors import ConfigError
 
-    return step_labels(task, steps)
+    labeler = cfg.env.spec.step_labels
+    if labeler is None:
+        raise ConfigError(f"config key 'env.name': env '{cfg.env.name}' has no exact step labels (its spec's "
+                          "step_labels), which the PRM job measures labels and PRMs against")
+    return labeler
 
 
 def label_stage(cfg: PRMConfig, out: Path, engine, tokenizer, params) -> dict[str, Any]:
     from rewards.prm.labeling import build_label_dataset
     from rewards.prm.metrics import evaluate_scores
-    from rl.components import build_task_source
+    from rl.build import build_task_source
 
     t0 = time.perf_counter()
     tasks = build_task_source(cfg.env, cfg.seed).sample(cfg.num_tasks)
     texts = sample_solutions(engine, tokenizer, tasks, cfg.samples_per_task, params)
-    solutions = [(t, _steps(x)) for t, xs in zip(tasks, texts) for x in xs]
+    solutions = [(t, _steps(cfg, x)) for t, xs in zip(tasks, texts) for x in xs]
     solutions = [(t, s) for t, s in solutions if s]
     if cfg.mc_temperature is not None:
         params = dataclasses.replace(params, temperature=cfg.mc_temperature)
-    dataset = build_label_dataset(engine, tokenizer, solutions, k=cfg.mc_k, params=params)
+    dataset = build_label_dataset(engine, tokenizer, solutions, k=cfg.mc_k, params=params,
+                                  exact_labels=_exact_labeler(cfg))
     atomic_write_dir(out / "labels", lambda tmp: dataset.save_to_disk(str(tmp)))
     exact = [row["exact_labels"] for row in dataset]
     quality = {"solutions": len(solutions), "steps": sum(len(s) for _, s in solutions),
@@ -102,18 +109,19 @@ def eval_stage(cfg: PRMConfig, out: Path, engine, tokenizer, params) -> dict[str
                                      position_baseline)
     from rewards.prm.model import load_prm
     from rewards.prm.search import best_of_n, majority_vote
-    from rl.components import build_task_source
+    from rl.build import build_task_source
 
     t0 = time.perf_counter()
     tasks = build_task_source(cfg.env, cfg.eval_seed).sample(cfg.eval_tasks)
     texts = sample_solutions(engine, tokenizer, tasks, cfg.best_of_n, params)
     prm, prm_tok = load_prm(out / "prm", cfg.device, dtype=cfg.dtype)
-    flat = [(t, x, _steps(x)) for t, xs in zip(tasks, texts) for x in xs]
+    flat = [(t, x, _steps(cfg, x)) for t, xs in zip(tasks, texts) for x in xs]
     with_steps = [i for i, (_, _, s) in enumerate(flat) if s]
     step_scores = prm.step_scores(prm_tok, [flat[i][0].messages for i in with_steps], [flat[i][2] for i in with_steps])
     scores_by_flat = {i: sc for i, sc in zip(with_steps, step_scores)}
     scored = [flat[i] for i in with_steps]
-    labels = [_exact(t, s) for t, _, s in scored]
+    exact = _exact_labeler(cfg)
+    labels = [exact(t, s) for t, _, s in scored]
     # metrics over every held-out sample with steps (N per task: more steps, tighter AUCs)
     result: dict[str, Any] = {
         "prm": evaluate_scores(step_scores, labels),
@@ -121,7 +129,7 @@ def eval_stage(cfg: PRMConfig, out: Path, engine, tokenizer, params) -> dict[str
         "arithmetic_baseline": evaluate_scores([arithmetic_check_baseline(s) for _, _, s in scored], labels),
     }
     calibration_plot([x for s in step_scores for x in s], [y for ys in labels for y in ys],
-                     out / "eval" / "calibration.png", title="PRM calibration, held-out chain_math steps")
+                     out / "eval" / "calibration.png", title=f"PRM calibration, held-out {cfg.env.name} steps")
     # best-of-N: per task, choose among its N samples
     # every one of the N samples takes part (a sample without steps scores 0 for the PRM)
     by_task: dict[str, list[int]] = {}
@@ -150,7 +158,7 @@ def eval_stage(cfg: PRMConfig, out: Path, engine, tokenizer, params) -> dict[str
 def run_prm(cfg: PRMConfig, resume: bool = False) -> Path:
     """Run the configured stages; returns the output directory (``resume`` is accepted for a
     uniform CLI: stages are picked with ``stages``)."""
-    from rl.components import build_engine
+    from rl.build import build_engine
     from rl.config import save_config
     from rl.models import check_model_available, load_policy
     from rl.rollout.base import SamplingParams

@@ -1,71 +1,15 @@
 """GSPO sequence ratios, the entropy bonus and the clipped value loss (rl/algorithms/losses.py)."""
 
 import math
-from collections import defaultdict
-from types import SimpleNamespace
 
 import pytest
 import torch
-from test_losses import OLD, _trl_inputs
+from test_losses import OLD
+from trl_grpo_loss import trl_compute_loss, trl_inputs
 
 from rl.algorithms.losses import clipped_policy_loss, clipped_value_loss
 
 NAN, INF = math.nan, math.inf
-
-
-def _trl_loss(
-    loss_type,
-    logprobs_bt,
-    inputs,
-    *,
-    importance_sampling_level="token",
-    use_vllm=False,
-    entropies_bt=None,
-    entropy_coef=0.0,
-    epsilon_low=0.2,
-    epsilon_high=0.2,
-    beta=0.0,
-    max_completion_length=8,
-):
-    """TRL 1.16's real ``GRPOTrainer._compute_loss`` (grpo_trainer.py lines 3020-3298) on
-    given tensors, with a fake ``self`` (as ``_trl_compute_loss`` in test_losses.py) that can
-    also set the importance-sampling level and a static entropy bonus. One process, one
-    micro-batch, ``use_bias_correction_kl=False``. ``use_vllm=True`` applies
-    ``inputs["importance_sampling_ratio"]`` to the policy term."""
-    from trl.trainer.grpo_trainer import GRPOTrainer
-
-    entropies_bt = torch.zeros_like(logprobs_bt) if entropies_bt is None else entropies_bt
-    accelerator = SimpleNamespace(
-        num_processes=1,
-        sync_gradients=True,
-        gather=lambda x: x,
-        gather_for_metrics=lambda x: x,
-        reduce=lambda x, reduction: x,
-    )
-    trainer = SimpleNamespace(
-        _get_per_token_logps_and_entropies=lambda *a, **k: (logprobs_bt, entropies_bt, None),
-        args=SimpleNamespace(use_bias_correction_kl=False, delta=None, steps_per_generation=1),
-        accelerator=accelerator,
-        model=SimpleNamespace(training=True),
-        loss_type=loss_type,
-        epsilon_low=epsilon_low,
-        epsilon_high=epsilon_high,
-        beta=beta,
-        max_completion_length=max_completion_length,
-        current_gradient_accumulation_steps=1,
-        importance_sampling_level=importance_sampling_level,
-        top_entropy_quantile=1.0,
-        off_policy_mask_threshold=None,
-        use_vllm=use_vllm,
-        vllm_importance_sampling_correction=True,
-        aux_loss_enabled=False,
-        _entropy_bonus_enabled=entropy_coef != 0.0,
-        use_adaptive_entropy=False,
-        entropy_coef=entropy_coef,
-        _metrics=defaultdict(lambda: defaultdict(list)),
-    )
-    loss = GRPOTrainer._compute_loss(trainer, None, inputs)
-    return loss, {k: v[-1] for k, v in trainer._metrics["train"].items()}
 
 
 # --- GSPO: sequence-level ratio ----------------------------------------------------------
@@ -181,11 +125,11 @@ def test_sequence_ratio_matches_trl(loss_type, aggregation, row_weights):
     weights_bt = torch.tensor([[0.9], [1.2], [0.7], [1.0]]).expand(4, 6).clone()
     if not row_weights:
         weights_bt = torch.ones(4, 6)
-    inputs = _trl_inputs(
+    inputs = trl_inputs(
         slice(0, 4), old_bt, ref_bt, advantages_b, mask_bt, weights_bt, int(mask_bt.sum())
     )
     trl_logprobs_bt = logprobs_bt.clone().requires_grad_()
-    trl_loss, trl_metrics = _trl_loss(
+    trl_loss, trl_metrics = trl_compute_loss(
         loss_type,
         trl_logprobs_bt,
         inputs,
@@ -232,12 +176,12 @@ def test_sequence_ratio_differs_from_trl_gradient_with_per_token_advantages():
         [[1.0, -0.5, 0.2, 0.3, 0.0, 1.0], [0.5, 1.5, -1.0, 0.0, 0.0, 0.0]]
         + [[-1.0, 0.0, 0.0, 0.0, 0.0, 0.0], [0.1, 0.2, 0.3, 0.4, -2.0, 0.0]]
     )
-    inputs = _trl_inputs(
+    inputs = trl_inputs(
         slice(0, 4), old_bt, ref_bt, advantages_bt, mask_bt, torch.ones(4, 6), int(mask_bt.sum())
     )
     trl_logprobs_bt = logprobs_bt.clone().requires_grad_()
     wide = dict(epsilon_low=10.0, epsilon_high=10.0)  # nothing clips
-    trl_loss, _ = _trl_loss(
+    trl_loss, _ = trl_compute_loss(
         "bnpo", trl_logprobs_bt, inputs, importance_sampling_level="sequence", **wide
     )
     our_logprobs_bt = logprobs_bt.clone().requires_grad_()
@@ -318,12 +262,12 @@ def test_entropy_bonus_vs_trl(loss_type, aggregation):
     logprobs_bt, old_bt, ref_bt, mask_bt, advantages_b = _gspo_batch()
     gen = torch.Generator().manual_seed(5)
     entropy_bt = torch.rand(4, 6, generator=gen) * 2
-    inputs = _trl_inputs(
+    inputs = trl_inputs(
         slice(0, 4), old_bt, ref_bt, advantages_b, mask_bt, torch.ones(4, 6), int(mask_bt.sum())
     )
     trl_logprobs_bt = logprobs_bt.clone().requires_grad_()
     trl_entropy_bt = entropy_bt.clone().requires_grad_()
-    trl_loss, _ = _trl_loss(
+    trl_loss, _ = trl_compute_loss(
         loss_type, trl_logprobs_bt, inputs, entropies_bt=trl_entropy_bt, entropy_coef=0.3
     )
     our_logprobs_bt = logprobs_bt.clone().requires_grad_()

@@ -1,18 +1,18 @@
-"""Configs of ``horizon distill``: teacher, student SFT, held-out evaluation (see rl/config.py)."""
+"""Configs of ``horizon distill``: teacher and student SFT (shared sections: rl/config.py)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Literal
 
-from rl.config import EnvConfig, LoraConfig, RewardConfig, check
+from rl.config import EnvConfig, EvalConfig, LoraConfig, RewardConfig, check
 
 
 @dataclass
 class TeacherConfig:
     """Who writes the traces a student is fine-tuned on.
 
-    ``kind``: ``oracle`` (the env's exact solver, e.g. chain_math), ``model`` (a built-in name or
+    ``kind``: ``oracle`` (the env spec's exact solver, e.g. chain_math's), ``model`` (a built-in name or
     local HF directory sampled by a rollout engine) or ``openai`` (any OpenAI-compatible
     endpoint: ``base_url`` + ``model``; the key is read from the env var ``api_key_env``).
     """
@@ -62,22 +62,6 @@ class SFTSectionConfig:
         check(0 <= self.warmup_ratio < 1, "sft.warmup_ratio", "must be in [0, 1)")
         check(self.max_length >= 32, "sft.max_length", "must be >= 32")
         check(self.logging_steps >= 1 and self.save_every >= 1, "sft.save_every", "must be >= 1")
-
-
-@dataclass
-class EvalConfig:
-    """Greedy pass@1 on held-out tasks, per horizon (the horizon curve)."""
-
-    horizons: list[int] = field(default_factory=lambda: [1, 2, 4, 8])
-    tasks_per_horizon: int = 40
-    seed: int = 987_654  # a task stream disjoint in seed from training (overlaps are also removed)
-    max_new_tokens: int = 256
-    engine: Literal["hf", "vllm", "auto"] = "auto"
-
-    def __post_init__(self) -> None:
-        check(bool(self.horizons) and all(1 <= h <= 64 for h in self.horizons), "eval.horizons",
-              f"must be a non-empty list of horizons in 1..64, got {self.horizons}")
-        check(self.tasks_per_horizon >= 1, "eval.tasks_per_horizon", "must be >= 1")
 
 
 @dataclass

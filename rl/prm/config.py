@@ -1,4 +1,4 @@
-"""Config of ``horizon prm``: label steps (Monte Carlo), train a PRM, evaluate it (see rl/prm_pipeline.py)."""
+"""Config of ``horizon prm``: label steps (Monte Carlo), train a PRM, evaluate it (see rl/prm/pipeline.py)."""
 
 from __future__ import annotations
 
@@ -37,7 +37,7 @@ class PRMConfig:
     eval_seed: int = 987_654
     best_of_n: int = 16
     progress: bool = True
-    env: EnvConfig = field(default_factory=lambda: EnvConfig(min_horizon=2, max_horizon=6))
+    env: EnvConfig = field(default_factory=lambda: EnvConfig(options={"min_horizon": 2, "max_horizon": 6}))
     rollout: RolloutConfig = field(default_factory=lambda: RolloutConfig(max_new_tokens=160))
     reward: RewardConfig = field(default_factory=RewardConfig)
     lora: LoraConfig = field(default_factory=LoraConfig)

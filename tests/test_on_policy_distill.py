@@ -5,12 +5,14 @@ import shutil
 import pytest
 import torch
 
-from rl.config import GRPOConfig, load_config
-from rl.distill_online import TeacherScorer, check_same_tokenizer, reverse_kl_advantages
+from rl.config import load_config
+from rl.trainer.config import TrainConfig
 from rl.errors import ConfigError
-from rl.io import read_jsonl
+from rl.run.io import read_jsonl
+from rl.trainer.batch import TrainBatch
+from rl.trainer.teacher import TeacherKL, check_same_tokenizer, reverse_kl_advantages
+from rl.trainer.update import collate
 from rl.types import Sample
-from rl.update import collate
 
 
 def test_reverse_kl_advantage_worked_example():
@@ -29,27 +31,27 @@ def _samples(tokenizer):
             Sample(prompt + [13], [0] * len(prompt) + [1], [0.0] * (len(prompt) + 1), [])]
 
 
-def test_teacher_scorer_matches_formula_and_is_zero_for_itself(tiny_path, tiny_lora, tiny_fp32):
+def test_teacher_signal_matches_formula_and_is_zero_for_itself(tiny_path, tiny_lora, tiny_fp32):
     samples = _samples(tiny_lora.tokenizer)
-    scorer = TeacherScorer(str(tiny_path), tiny_lora.tokenizer, device="cpu", dtype="float32")
+    signal = TeacherKL(str(tiny_path), tiny_lora.tokenizer, coef=1.0, device="cpu", dtype="float32")
     # the fresh LoRA adapter (B = 0) is the base model: teacher == student, reward exactly 0
-    adv, metrics = scorer.advantages(tiny_lora, samples, [0.0, 0.0], coef=1.0, outcome_coef=0.0,
-                                     temperature=1.0, micro_batch_size=8)
-    assert all(a == 0.0 for row in adv for a in row) and metrics["distill/reverse_kl"] == 0.0
-    # a different student: each policy token gets -(log p_s - log p_t), plus outcome_coef * A
+    out = signal(TrainBatch.from_samples(samples, tiny_lora))
+    assert all(float(a) == 0.0 for row in out.advantages for a in row) and out.metrics["distill/reverse_kl"] == 0.0
+    # a different student: each policy token gets coef * -(log p_s - log p_t)
     with torch.no_grad():
         for p in tiny_fp32.model.parameters():
             p.add_(0.05 * torch.randn_like(p))
-    adv, metrics = scorer.advantages(tiny_fp32, samples, [0.5, -1.0], coef=2.0, outcome_coef=0.1,
-                                     temperature=1.0, micro_batch_size=1)
-    s = scorer.token_logprobs(tiny_fp32, samples, 1.0, 8)
-    t = scorer.token_logprobs(scorer.policy, samples, 1.0, 8)
-    for row, sample, s_t, t_t, a in zip(adv, samples, s, t, [0.5, -1.0]):
+    signal.coef = 2.0
+    batch = TrainBatch.from_samples(samples, tiny_fp32, micro_batch_size=1)
+    out = signal(batch)
+    s = batch.old_logprobs()
+    t = signal.teacher_logprobs(TrainBatch.from_samples(samples, signal.policy))
+    for row, sample, s_t, t_t in zip(out.advantages, samples, s, t):
         mask = torch.tensor(sample.loss_mask, dtype=torch.float32)
-        expected = (-2.0 * (s_t - t_t) + 0.1 * a) * mask
-        assert torch.allclose(torch.tensor(row), expected, atol=1e-6)
+        expected = -2.0 * (s_t - t_t) * mask
+        assert torch.allclose(row, expected, atol=1e-6)
         assert expected[mask == 1].abs().min() > 0
-    assert metrics["distill/reverse_kl"] != 0.0
+    assert out.metrics["distill/reverse_kl"] != 0.0
 
 
 def _other_tokenizer_model(tiny_path, tmp_path):
@@ -70,9 +72,9 @@ def test_mismatched_tokenizers_give_a_clear_error(tiny_path, tmp_path, tokenizer
     with pytest.raises(ConfigError, match="distill.teacher.*different tokenizer.*same token ids"):
         check_same_tokenizer(tokenizer, load_tokenizer(str(other)), str(other))
     # the trainer refuses before loading any weights or creating the run directory
-    from rl.grpo import train
+    from rl.trainer.loop import train
 
-    cfg = load_config(GRPOConfig, None, ["--model", str(tiny_path), "--output_dir", str(tmp_path / "run"),
+    cfg = load_config(TrainConfig, None, ["--model", str(tiny_path), "--output_dir", str(tmp_path / "run"),
                                           "--distill.teacher", str(other)])
     with pytest.raises(ConfigError, match="different tokenizer"):
         train(cfg)
@@ -90,7 +92,7 @@ def test_per_token_advantages_collate_and_check_length(tokenizer):
 
 
 def test_grpo_with_a_teacher_logs_reverse_kl(tmp_path, tiny_path, tiny_fp32):
-    from rl.grpo import train
+    from rl.trainer.loop import train
 
     teacher = tmp_path / "teacher"  # tiny-random with perturbed weights: same tokenizer
     with torch.no_grad():
@@ -98,7 +100,7 @@ def test_grpo_with_a_teacher_logs_reverse_kl(tmp_path, tiny_path, tiny_fp32):
             p.add_(0.05 * torch.randn_like(p))
     tiny_fp32.model.save_pretrained(teacher)
     tiny_fp32.tokenizer.save_pretrained(teacher)
-    cfg = load_config(GRPOConfig, None, [
+    cfg = load_config(TrainConfig, None, [
         "--model", str(tiny_path), "--output_dir", str(tmp_path / "run"), "--max_steps", "2",
         "--rollout.engine", "hf", "--rollout.prompts_per_step", "2", "--rollout.group_size", "2",
         "--rollout.max_new_tokens", "8", "--progress", "false", "--dtype", "float32",

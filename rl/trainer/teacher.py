@@ -18,7 +18,7 @@ from __future__ import annotations
 import torch
 
 from rl.errors import ConfigError
-from rl.types import Sample
+from rl.trainer.batch import SignalOutput, TrainBatch
 
 
 def reverse_kl_advantages(student_logprobs_t: torch.Tensor, teacher_logprobs_t: torch.Tensor,
@@ -43,43 +43,70 @@ def check_same_tokenizer(student_tokenizer, teacher_tokenizer, teacher: str) -> 
         "(horizon distill --teacher.kind model --teacher.model ...)")
 
 
-class TeacherScorer:
-    """A frozen teacher that returns per-token logprobs of the student's samples."""
+class TeacherKL:
+    """The on-policy distillation signal: ``coef * r_t`` per token, ``r_t`` the reverse-KL reward
+    above, from a frozen teacher (``distill.teacher``) scoring the student's samples."""
 
-    def __init__(self, teacher: str, student_tokenizer, device: str = "auto", dtype: str = "auto"):
+    name = "teacher"
+    excludes = {
+        "gae": ("distill.teacher", "on-policy distillation sets per-token advantages itself; it cannot be "
+                "combined with PPO (advantage: gae). Use a group estimator (grpo, rloo, ...)"),
+        "kl_reward": ("algorithm.kl_mode", "on-policy distillation's reward is already a per-token KL (to the "
+                      "teacher); use kl_mode: loss for a KL to the reference"),
+    }
+
+    def __init__(self, teacher: str, student_tokenizer, coef: float, device: str = "auto", dtype: str = "auto"):
         from rl.models import check_model_available, load_policy, load_tokenizer
 
         check_model_available(teacher)
         check_same_tokenizer(student_tokenizer, load_tokenizer(teacher), teacher)
         self.policy = load_policy(teacher, lora=None, dtype=dtype, device=device, trainable=False)
         self.policy.model.eval()
-        self.name = teacher
+        self.name_or_path, self.coef = teacher, coef
 
-    def token_logprobs(self, policy, samples: list[Sample], temperature: float,
-                       micro_batch_size: int) -> list[torch.Tensor]:
-        """Per-sample 1-D logprobs of every token of ``samples`` under ``policy`` (no gradient)."""
-        from rl.update import reference_pass
+    @staticmethod
+    def enabled(cfg) -> bool:
+        return bool(cfg.distill.teacher)
 
-        old, _, _ = reference_pass(policy, samples, temperature, micro_batch_size, need_old=True, need_ref=False)
+    @staticmethod
+    def check(cfg) -> None:
+        from rl.config import check
+
+        check(not cfg.algorithm.dynamic_sampling, "algorithm.dynamic_sampling",
+              "drops groups whose answers are all equally correct, but distill.teacher gives every group a "
+              "per-token signal: turn one of them off")
+
+    @staticmethod
+    def check_models(cfg) -> None:
+        """Before anything loads: the teacher exists and shares the student's tokenizer."""
+        from rl.models import check_model_available, load_tokenizer
+
+        check_model_available(cfg.distill.teacher)
+        check_same_tokenizer(load_tokenizer(cfg.model), load_tokenizer(cfg.distill.teacher), cfg.distill.teacher)
+
+    @classmethod
+    def build(cls, cfg, policy) -> "TeacherKL":
+        return cls(cfg.distill.teacher, policy.tokenizer, cfg.distill.coef, device=cfg.device, dtype=cfg.dtype)
+
+    def teacher_logprobs(self, batch: TrainBatch) -> list[torch.Tensor]:
+        """Per-sample 1-D logprobs of every token of the batch under the teacher (no gradient)."""
+        from rl.trainer.update import reference_pass
+
+        old, _, _ = reference_pass(self.policy, batch.samples, batch.temperature, batch.micro_batch_size,
+                                   need_old=True, need_ref=False)
         return [lp.float().cpu() for lp in old]
 
-    def advantages(self, student, samples: list[Sample], outcome_advantages: list[float], coef: float,
-                   outcome_coef: float, temperature: float, micro_batch_size: int):
-        """Per-token advantages ``coef * r_t + outcome_coef * A_outcome`` for every sample.
-
-        Returns ``(advantages, metrics)``: ``advantages[i]`` is a list of ``len(samples[i])``
-        floats; metrics hold ``distill/reverse_kl`` (mean ``log p_s - log p_t`` over policy
-        tokens, a k1 estimate of KL(student || teacher)) and ``distill/teacher_logprob``.
-        """
-        student_lp = self.token_logprobs(student, samples, temperature, micro_batch_size)
-        teacher_lp = self.token_logprobs(self.policy, samples, temperature, micro_batch_size)
+    def __call__(self, batch: TrainBatch) -> SignalOutput:
+        """Metrics: ``distill/reverse_kl`` (mean ``log p_s - log p_t`` over policy tokens, a k1
+        estimate of KL(student || teacher)) and ``distill/teacher_logprob``."""
+        student_lp = [lp.float().cpu() for lp in batch.old_logprobs()]
+        teacher_lp = self.teacher_logprobs(batch)
         out, kl_sum, t_sum, n_tok = [], 0.0, 0.0, 0
-        for sample, s_t, t_t, a in zip(samples, student_lp, teacher_lp, outcome_advantages):
-            mask_t = torch.tensor(sample.loss_mask, dtype=torch.float32)
+        for mask_t, s_t, t_t in zip(batch.masks, student_lp, teacher_lp):
             dense_t = reverse_kl_advantages(s_t, t_t, mask_t)
-            out.append((coef * dense_t + outcome_coef * a * mask_t).tolist())
+            out.append(self.coef * dense_t)
             kl_sum += float(-dense_t.sum())
             t_sum += float((t_t * mask_t).sum())
             n_tok += int(mask_t.sum())
         metrics = {"distill/reverse_kl": kl_sum / max(n_tok, 1), "distill/teacher_logprob": t_sum / max(n_tok, 1)}
-        return out, metrics
+        return SignalOutput(out, None, metrics)

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from rl.config import save_config
-from rl.io import append_jsonl, atomic_write_text, read_jsonl
+from rl.run.io import append_jsonl, atomic_write_text, read_jsonl
 
 
 class RunDir:

@@ -8,7 +8,7 @@ Ouyang et al. 2022's baselines and TRL's former ``AutoModelForCausalLMWithValueH
 starts at zero, so the first values are 0 and the first advantages are the plain returns.
 
 ``values_bt[:, t]`` is V of the state in which token ``t`` was chosen: it is read from the
-hidden state at position ``t - 1``, aligned like ``rl.update.token_logprobs`` (position 0 gets 0).
+hidden state at position ``t - 1``, aligned like ``rl.trainer.update.token_logprobs`` (position 0 gets 0).
 """
 
 from __future__ import annotations

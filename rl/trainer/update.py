@@ -1,4 +1,4 @@
-"""The policy update: samples + advantages -> (epochs x minibatches) of clipped-loss steps.
+"""The policy update: a ``TrainBatch`` + per-token advantages -> (epochs x minibatches) of clipped-loss steps.
 
 Shared by every policy-gradient trainer. Sequences are right-padded per micro-batch (sorted
 by length to waste little padding) and gradients are accumulated over micro-batches with the
@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import torch
 
 from rl.algorithms.losses import clipped_policy_loss, clipped_value_loss, entropy_from_logits
-from rl.config import AlgorithmConfig, OptimConfig
+from rl.trainer.config import AlgorithmConfig, OptimConfig
 from rl.types import Sample
 
 
@@ -30,7 +30,7 @@ class MicroBatch:
     advantages_bt: torch.Tensor      # per token (a per-sample advantage is broadcast over its row)
 
 
-Advantage = float | list[float]  # one per sample, or one per token of the sample (dense rewards)
+Advantage = float | list[float] | torch.Tensor  # one per sample, or one per token of the sample
 
 
 def collate(samples: list[Sample], index: list[int], advantages: list[Advantage], pad_id: int,
@@ -60,7 +60,7 @@ def collate(samples: list[Sample], index: list[int], advantages: list[Advantage]
 def _advantage_row(advantage: Advantage, length: int, i: int) -> list[float]:
     if isinstance(advantage, (int, float)):
         return [float(advantage)] * length
-    row = [float(a) for a in advantage]
+    row = advantage.tolist() if isinstance(advantage, torch.Tensor) else [float(a) for a in advantage]
     if len(row) != length:
         raise ValueError(f"sample {i}: {len(row)} per-token advantages for {length} tokens")
     return row
@@ -158,17 +158,17 @@ def needs_reference(policy, algo: AlgorithmConfig) -> bool:
     return policy.is_lora and (algo.kl_coef > 0 or algo.log_kl)
 
 
-def policy_update(policy, optimizer, scheduler, samples: list[Sample], advantages: list[Advantage],
-                  algo: AlgorithmConfig, optim: OptimConfig, temperature: float,
-                  max_new_tokens: int, generator: torch.Generator, *, value_head=None,
-                  returns: list[torch.Tensor] | None = None, precomputed=None) -> dict[str, float]:
-    """Run ``algo.epochs`` x ``algo.minibatches`` optimizer steps on ``samples``.
+def policy_update(policy, optimizer, scheduler, batch, advantages: list[Advantage],
+                  algo: AlgorithmConfig, optim: OptimConfig, max_new_tokens: int, generator: torch.Generator,
+                  *, returns: list[torch.Tensor] | None = None) -> dict[str, float]:
+    """Run ``algo.epochs`` x ``algo.minibatches`` optimizer steps on ``batch`` (a ``TrainBatch``).
 
     ``advantages[i]`` is a float broadcast over sample i's policy tokens, or per-token values
-    (dense rewards: on-policy distillation, process rewards, GAE). PPO passes ``value_head``
-    and per-sample ``returns``; its loss adds ``vf_coef`` x the clipped value loss.
-    ``precomputed``: ``(old, ref, values)`` from ``reference_pass`` when the caller already
-    ran it (it is run here otherwise). Returns the step's metrics: ``loss``, ``kl``,
+    (a list or 1-D tensor of ``len(sample)``: what ``rl.trainer.credit`` gives). With a value
+    head on the batch (PPO), ``returns`` are the value targets and the loss adds ``vf_coef`` x
+    the clipped value loss. The pre-update passes (pi_old when the batch is used for more than
+    one optimizer step, the reference when KL is in the loss or logged, PPO's old values) come
+    from the batch's cache. Returns the step's metrics: ``loss``, ``kl``,
     ``entropy``, ``clip_frac/low``, ``clip_frac/high``, ``grad_norm``,
     ``logprob_mismatch/mean|max`` (engine vs trainer on the same tokens, before the update),
     ``value/loss``, ``value/clip_frac`` (PPO), ``update/skipped_nonfinite``,
@@ -176,6 +176,7 @@ def policy_update(policy, optimizer, scheduler, samples: list[Sample], advantage
     """
     t0 = time.perf_counter()
     lr = scheduler.get_last_lr()[0]  # the rate this update uses
+    samples, value_head = batch.samples, batch.value_head
     if not samples:  # every group had equal rewards (and was dropped): nothing to learn from
         scheduler.step()
         return {**{k: None for k in UPDATE_METRICS}, "update/skipped_empty": 1.0,
@@ -185,15 +186,15 @@ def policy_update(policy, optimizer, scheduler, samples: list[Sample], advantage
     if algo.kl_coef > 0 and not policy.is_lora:
         raise ValueError("algorithm.kl_coef > 0 needs LoRA (lora.r > 0): the reference is the base model")
     if (value_head is None) != (returns is None):
-        raise ValueError("PPO needs both value_head and returns")
+        raise ValueError("PPO needs both a value head on the batch and returns")
     kl_in_loss = algo.kl_coef if algo.kl_mode == "loss" else 0.0
+    temperature = batch.temperature
     # eval mode throughout (dropout off): the ratio pi/pi_old must compare the same function
     was_training = policy.model.training
     policy.model.eval()
-    if precomputed is None:
-        precomputed = reference_pass(policy, samples, temperature, optim.micro_batch_size, need_old,
-                                     need_ref, value_head)
-    old, ref, old_values = precomputed
+    old = batch.old_logprobs() if need_old else None
+    ref = batch.ref_logprobs() if need_ref else None
+    old_values = batch.values() if value_head is not None else None
     pad_id = policy.tokenizer.pad_token_id
     stats, mismatch_max, skipped, tokens_seen = MetricSum(), 0.0, 0, 0
     # clipped per group: a fresh value head's large gradient must not shrink the policy's step
@@ -205,18 +206,18 @@ def policy_update(policy, optimizer, scheduler, samples: list[Sample], advantage
             finite = True
             optimizer.zero_grad(set_to_none=True)
             for chunk in micro_batches(samples, mb, optim.micro_batch_size):
-                batch = collate(samples, chunk, advantages, pad_id, policy.device)
-                mask_bt = batch.loss_mask_bt
+                micro = collate(samples, chunk, advantages, pad_id, policy.device)
+                mask_bt = micro.loss_mask_bt
                 width = mask_bt.shape[1]
                 logprobs_bt, entropy_bt, values_bt = token_logprobs(
-                    policy, batch, temperature, with_entropy=True, value_head=value_head,
+                    policy, micro, temperature, with_entropy=True, value_head=value_head,
                     entropy_grad=algo.entropy_coef > 0)
                 old_bt = _stack(old, chunk, width, policy.device) if need_old else logprobs_bt.detach()
                 ref_bt = _stack(ref, chunk, width, policy.device) if need_ref else None
                 n_tok = float(mask_bt.sum())
                 # log(pi_trainer / pi_engine) on the tokens the engine sampled: both the mismatch
                 # metric and the truncated importance weights come from it
-                log_w_bt = (old_bt - batch.engine_logprobs_bt) * mask_bt
+                log_w_bt = (old_bt - micro.engine_logprobs_bt) * mask_bt
                 if epoch == 0:
                     stats.add("logprob_mismatch/mean", log_w_bt.abs().sum() / max(n_tok, 1), n_tok)
                     mismatch_max = max(mismatch_max, float(log_w_bt.abs().max()))
@@ -228,7 +229,7 @@ def policy_update(policy, optimizer, scheduler, samples: list[Sample], advantage
                     stats.add("importance/capped_frac", capped_bt.sum() / max(n_tok, 1), n_tok)
                 norms = dict(num_sequences=len(mb), num_tokens=num_tokens, max_tokens=max_new_tokens)
                 loss, m = clipped_policy_loss(
-                    logprobs_bt, old_bt, batch.advantages_bt, mask_bt, importance_weights_bt=weights_bt,
+                    logprobs_bt, old_bt, micro.advantages_bt, mask_bt, importance_weights_bt=weights_bt,
                     clip_low=algo.clip_low, clip_high=algo.clip_high, aggregation=algo.aggregation,
                     ref_logprobs_bt=ref_bt, kl_coef=kl_in_loss, kl_estimator=algo.kl_estimator,
                     ratio_level=algo.ratio_level, entropy_bt=entropy_bt if algo.entropy_coef > 0 else None,

@@ -9,7 +9,7 @@
     provenance.json            teacher, sampling, verifier, acceptance rate (overall, by horizon)
     sft/                       TRL checkpoints (``--resume`` continues from the newest)
     adapter/                   the student's LoRA adapter
-    model/                     the merged student: use it as ``model:`` of a GRPO / PRM run
+    model/                     the merged student: use it as ``model:`` of a training / PRM run
     eval/{before,after}.json   greedy pass@1 per horizon; eval/horizon_curve.png
 
 Rejection sampling is the whole filter: a trace is kept only if the task's verifier accepts
@@ -26,9 +26,9 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-from rl.distill_config import DistillConfig
+from rl.distill.config import DistillConfig
 from rl.errors import ConfigError, DataError
-from rl.io import atomic_write_dir, atomic_write_text
+from rl.run.io import atomic_write_dir, atomic_write_text
 from rl.types import Completion, Episode, Task, Turn
 
 PREVIEW_ROWS = 20
@@ -218,6 +218,12 @@ def sft_student(cfg: DistillConfig, dataset, out_dir: Path, resume: bool = False
 # ---------------------------------------------------------------- pipeline
 
 
+def _qualname(obj) -> str:
+    """``module.Name`` of a function or class, or of an instance's class (for provenance)."""
+    named = obj if hasattr(obj, "__qualname__") else type(obj)
+    return f"{named.__module__}.{named.__qualname__}"
+
+
 def _evaluate(model: str, cfg: DistillConfig) -> dict[str, Any]:
     from rl.evaluate import evaluate_policy
     from rl.models import load_policy
@@ -230,11 +236,11 @@ def _evaluate(model: str, cfg: DistillConfig) -> dict[str, Any]:
 
 def distill(cfg: DistillConfig, resume: bool = False) -> Path:
     """Run ``cfg.stages`` in order; returns the output directory (see the module docstring)."""
-    from rl.components import build_reward, build_task_source
+    from rl.build import build_reward, build_task_source
     from rl.config import save_config, to_dict
     from rl.evaluate import eval_prompts, plot_horizon_curves
     from rl.models import check_model_available
-    from rl.teachers import build_teacher
+    from rl.distill.teachers import build_teacher
 
     check_model_available(cfg.model)  # fail before any expensive work
     out = Path(cfg.output_dir)
@@ -254,7 +260,7 @@ def distill(cfg: DistillConfig, resume: bool = False) -> Path:
 
     if "traces" in cfg.stages and not (resume and (out / "traces").exists()):
         t0 = time.perf_counter()
-        teacher = build_teacher(cfg.teacher, cfg.env.name, device=cfg.device, seed=cfg.seed)
+        teacher = build_teacher(cfg.teacher, cfg.env, device=cfg.device, seed=cfg.seed)
         try:
             accepted, rejected, stats = generate_traces(
                 teacher, build_task_source(cfg.env, cfg.seed), build_reward(cfg.env, cfg.reward),
@@ -262,7 +268,7 @@ def distill(cfg: DistillConfig, resume: bool = False) -> Path:
         finally:
             teacher.close()
         provenance = {"teacher": teacher.name, "teacher_config": to_dict(cfg.teacher),
-                      "verifier": "rewards.math.MathVerifier", "env": to_dict(cfg.env), "seed": cfg.seed,
+                      "verifier": _qualname(cfg.env.spec.verifier), "env": to_dict(cfg.env), "seed": cfg.seed,
                       "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), **stats,
                       "time_s": time.perf_counter() - t0}
         save_traces(out, accepted, rejected, provenance)

@@ -1,16 +1,14 @@
-"""A frozen PRM as a dense step reward inside the RL loop (process supervision).
+"""A frozen PRM scoring the steps of sampled episodes (dense step rewards for RL).
 
 ``PRMScorer.score(groups)`` scores every step of every scored episode in batches and stores
 the P(step correct) values in ``episode.step_rewards``; a batch that fails is recorded on its
-episodes as a ``prm`` error (those episodes fall back to the outcome advantage, counted in
-``errors/prm``), never as a silent 0. ``process_token_advantages`` then gives each sample its
-per-token advantage: DeepSeekMath process advantages (``rl.algorithms.process``) mixed with
-the episode's outcome advantage by ``reward.process_weight``.
+episodes as a ``prm`` error (counted in ``errors/prm``; the trainer's process signal then gives
+them no process credit), never as a silent 0. The trainer turns the step rewards into
+per-token advantages (``rl.trainer.signals.ProcessReward``).
 """
 
 from __future__ import annotations
 
-from rl.algorithms.process import mix_advantages, process_advantages, token_advantages_from_steps
 from rl.types import EpisodeGroup
 
 
@@ -39,24 +37,3 @@ class PRMScorer:
                 for episode in chunk:
                     episode.step_rewards = None
                     episode.record_error("prm", f"{type(e).__name__}: {e}")
-
-
-def assign_process_values(groups: list[EpisodeGroup]) -> dict[int, list[float]]:
-    """Per-episode (keyed by ``id``) to-go sums of group-normalised step rewards."""
-    out: dict[int, list[float]] = {}
-    for group in groups:
-        rated = [e for e in group.scored if e.step_rewards]
-        for episode, values in zip(rated, process_advantages([e.step_rewards for e in rated])):
-            out[id(episode)] = values
-    return out
-
-
-def process_token_advantages(episode, sample, values_by_episode: dict[int, list[float]], weight: float):
-    """The sample's per-token advantage; without PRM values (a PRM error, no steps, or a turn
-    rendered as its own sample) the outcome share ``(1 - w) * A`` alone, so such samples do not
-    outweigh their group-mates. Fallbacks are counted by ``count_fallbacks``."""
-    values = values_by_episode.get(id(episode))
-    if values is None or len(values) != len(sample.step_spans):
-        return (1.0 - weight) * episode.advantage
-    tokens = token_advantages_from_steps(sample.step_spans, values, len(sample), sample.loss_mask)
-    return mix_advantages(episode.advantage, tokens, weight)

@@ -1,0 +1,1 @@
+"""Offline distillation (``horizon distill``): teacher traces -> verifier filter -> SFT -> eval."""

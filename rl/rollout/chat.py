@@ -1,0 +1,11 @@
+"""Chat rendering: messages -> the token ids a model is prompted with."""
+
+from __future__ import annotations
+
+from rl.types import Message
+
+
+def render_prompt(tokenizer, messages: list[Message]) -> list[int]:
+    """Token ids of ``messages`` through the chat template, ending with the assistant header."""
+    text = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+    return tokenizer(text, add_special_tokens=False)["input_ids"]

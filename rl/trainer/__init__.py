@@ -1,0 +1,1 @@
+"""Policy-gradient training, every preset (``horizon train``): config, loop, credit signals, update."""

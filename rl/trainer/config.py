@@ -1,0 +1,209 @@
+"""Config of policy-gradient training (``horizon train``): ``TrainConfig`` and its own sections.
+
+``AlgorithmConfig`` holds the algorithm table's keys (``ALGORITHM_PRESETS``: grpo, dr_grpo,
+dapo, gspo, rloo, reinforce_pp, ppo); ``OptimConfig`` the optimizer; ``OnPolicyDistillConfig``
+the teacher of on-policy distillation. Which credit signals a config turns on, and which of
+them exclude each other, is declared by the signals themselves (``rl.trainer.credit``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Literal
+
+from rl.config import EnvConfig, LoraConfig, RewardConfig, RolloutConfig, check, from_dict
+from rl.errors import ConfigError
+
+
+ALGORITHM_PRESETS: dict[str, dict[str, Any]] = {
+    # Shao et al. 2024 (DeepSeekMath): group-normalised advantages, per-sequence mean, KL in loss
+    "grpo": dict(advantage="grpo", aggregation="sequence", clip_low=0.2, clip_high=0.2,
+                 kl_coef=0.04, kl_mode="loss"),
+    # Liu et al. 2025 (Dr. GRPO): no std division, constant normaliser, no KL
+    "dr_grpo": dict(advantage="dr_grpo", aggregation="dr_grpo", clip_low=0.2, clip_high=0.2, kl_coef=0.0),
+    # Yu et al. 2025 (DAPO): clip-higher, token-level mean, dynamic sampling, overlong shaping, no KL
+    # (two minibatches per rollout batch, as in the paper: with one, the ratio is 1 and no clip acts)
+    "dapo": dict(advantage="grpo", aggregation="token", clip_low=0.2, clip_high=0.28, kl_coef=0.0,
+                 dynamic_sampling=True, overlong_buffer=32, overlong_penalty=1.0, minibatches=2),
+    # Zheng et al. 2025 (GSPO): sequence-level importance ratio with tight clipping
+    "gspo": dict(advantage="grpo", ratio_level="sequence", aggregation="sequence",
+                 clip_low=3e-4, clip_high=4e-4, kl_coef=0.0, minibatches=2),
+    # Ahmadian et al. 2024 (RLOO): leave-one-out baseline
+    "rloo": dict(advantage="rloo", aggregation="token", clip_low=0.2, clip_high=0.2, kl_coef=0.0),
+    # Hu 2025 (REINFORCE++-baseline): group mean baseline, batch-wide normalisation, KL in reward
+    "reinforce_pp": dict(advantage="reinforce_pp", aggregation="token", clip_low=0.2, clip_high=0.2,
+                         kl_coef=0.01, kl_mode="reward", kl_estimator="k1"),
+    # Schulman et al. 2017 (PPO) as in Ouyang et al. 2022: value head + GAE, KL in reward
+    "ppo": dict(advantage="gae", aggregation="token", clip_low=0.2, clip_high=0.2, kl_coef=0.01,
+                kl_mode="reward", kl_estimator="k1", gamma=1.0, lam=0.95, vf_coef=0.1, value_clip=0.2,
+                epochs=2, minibatches=2),
+}
+
+
+@dataclass
+class AlgorithmConfig:
+    """The policy-gradient algorithm: advantages, loss and their options (see rl/algorithms).
+
+    ``preset`` fills every key it names (table in ``ALGORITHM_PRESETS`` and the README); keys
+    given explicitly in the YAML or on the command line override the preset's. ``algorithm: ppo``
+    (a bare name) is shorthand for ``algorithm: {preset: ppo}``. In Python, build a preset with
+    ``AlgorithmConfig.from_preset("ppo", epochs=4)`` (the constructor alone does not expand it).
+    """
+
+    SHORTHAND: ClassVar[str] = "preset"
+
+    preset: Literal["custom", "grpo", "dr_grpo", "dapo", "gspo", "rloo", "reinforce_pp", "ppo"] = "custom"
+    advantage: Literal["grpo", "dr_grpo", "rloo", "reinforce_pp", "gae"] = "grpo"
+    clip_low: float = 0.2
+    clip_high: float = 0.28
+    ratio_level: Literal["token", "sequence"] = "token"  # sequence: GSPO
+    aggregation: Literal["token", "sequence", "dr_grpo"] = "token"
+    kl_coef: float = 0.0
+    kl_mode: Literal["loss", "reward"] = "loss"  # KL penalty in the loss, or per-token in the reward
+    kl_estimator: Literal["k1", "k2", "k3"] = "k3"
+    log_kl: bool = True  # compute KL to the reference for the logs even when kl_coef is 0
+    entropy_coef: float = 0.0  # entropy bonus in the loss
+    # truncated importance sampling (Yao et al. 2025, "Your efficient RL framework secretly brings
+    # you off-policy RL training"): weight = min(pi_trainer / pi_engine, cap) on the policy term
+    importance_correction: Literal["tis", "none"] = "tis"
+    importance_cap: float = 2.0
+    epochs: int = 1
+    minibatches: int = 1
+    drop_zero_advantage_groups: bool = False  # skip all-equal-reward groups (no refill)
+    dynamic_sampling: bool = False  # DAPO: drop all-equal groups and refill with new prompts
+    max_sampling_rounds: int = 4  # dynamic sampling: at most this many rollout rounds per step
+    overlong_buffer: int = 0  # DAPO soft overlong penalty over the last N tokens of the budget; 0 = off
+    overlong_penalty: float = 1.0
+    filter_truncated: bool = False  # leave completions cut at max_new_tokens out of the loss
+    # PPO (advantage: gae): value head on the policy's last hidden state
+    gamma: float = 1.0
+    lam: float = 0.95
+    vf_coef: float = 0.1
+    value_lr: float = 5e-3  # the value head's learning rate (it starts from zero)
+    value_clip: float | None = 0.2
+    whiten_advantages: bool = True
+
+    def __post_init__(self) -> None:
+        check(0 < self.clip_low < 1, "algorithm.clip_low", f"must be in (0, 1), got {self.clip_low}")
+        check(self.clip_high > 0, "algorithm.clip_high", f"must be > 0, got {self.clip_high}")
+        check(self.kl_coef >= 0, "algorithm.kl_coef", f"must be >= 0, got {self.kl_coef}")
+        check(self.entropy_coef >= 0, "algorithm.entropy_coef", f"must be >= 0, got {self.entropy_coef}")
+        check(self.importance_cap >= 1, "algorithm.importance_cap", f"must be >= 1, got {self.importance_cap}")
+        check(self.epochs >= 1, "algorithm.epochs", "must be >= 1")
+        check(self.minibatches >= 1, "algorithm.minibatches", "must be >= 1")
+        check(self.max_sampling_rounds >= 1, "algorithm.max_sampling_rounds", "must be >= 1")
+        check(self.overlong_buffer >= 0, "algorithm.overlong_buffer", "must be >= 0 (0 = off)")
+        check(self.overlong_penalty >= 0, "algorithm.overlong_penalty", "must be >= 0")
+        check(0 <= self.gamma <= 1, "algorithm.gamma", f"must be in [0, 1], got {self.gamma}")
+        check(0 <= self.lam <= 1, "algorithm.lam", f"must be in [0, 1], got {self.lam}")
+        check(self.vf_coef >= 0, "algorithm.vf_coef", "must be >= 0")
+        check(self.value_lr > 0, "algorithm.value_lr", "must be > 0")
+        check(self.value_clip is None or self.value_clip > 0, "algorithm.value_clip", "must be > 0 or null")
+        check(not (self.advantage == "gae" and self.vf_coef == 0), "algorithm.vf_coef",
+              "advantage: gae (PPO) learns a value head: vf_coef must be > 0")
+        check(not (self.ratio_level == "sequence" and self.epochs == 1 and self.minibatches == 1),
+              "algorithm.ratio_level", "the sequence-level (GSPO) ratio is exactly 1 when each rollout batch "
+              "is used for one optimizer step (epochs: 1, minibatches: 1), so it would train like GRPO: set "
+              "algorithm.minibatches >= 2 or algorithm.epochs >= 2")
+        check(not (self.advantage == "gae" and self.ratio_level == "sequence"), "algorithm.ratio_level",
+              "GAE gives per-token advantages; the sequence-level (GSPO) ratio needs one advantage per "
+              "sequence: use ratio_level: token with advantage: gae")
+
+
+    @classmethod
+    def from_preset(cls, name: str, **overrides: Any) -> "AlgorithmConfig":
+        """``AlgorithmConfig`` with preset ``name``'s keys, then ``overrides``."""
+        return cls.from_raw({"preset": name, **overrides})
+
+    @classmethod
+    def from_raw(cls, raw: dict[str, Any], prefix: str = "algorithm.") -> "AlgorithmConfig":
+        """Expand ``preset`` (its keys first, explicit keys over them), then validate."""
+        name = raw.get("preset", "custom")
+        if name != "custom":
+            if name not in ALGORITHM_PRESETS:
+                raise ConfigError(f"config key '{prefix}preset': {name!r} is not one of "
+                                  f"{['custom', *ALGORITHM_PRESETS]}")
+            raw = {**ALGORITHM_PRESETS[name], **raw}
+        return from_dict(cls, raw, prefix)
+
+
+@dataclass
+class OptimConfig:
+    lr: float = 1e-5
+    weight_decay: float = 0.0
+    warmup_steps: int = 0
+    max_grad_norm: float = 1.0
+    micro_batch_size: int = 8  # sequences per forward/backward (gradient accumulation)
+    max_nonfinite_streak: int = 3  # stop after this many NaN/Inf updates in a row (each is skipped)
+
+    def __post_init__(self) -> None:
+        check(self.lr > 0, "optim.lr", f"must be > 0, got {self.lr}")
+        check(self.warmup_steps >= 0, "optim.warmup_steps", "must be >= 0")
+        check(self.max_grad_norm > 0, "optim.max_grad_norm", "must be > 0")
+        check(self.micro_batch_size >= 1, "optim.micro_batch_size", "must be >= 1")
+        check(self.max_nonfinite_streak >= 1, "optim.max_nonfinite_streak", "must be >= 1")
+
+
+@dataclass
+class OnPolicyDistillConfig:
+    """On-policy distillation inside the RL loop: the student samples, a frozen teacher scores
+    the student's tokens, and the per-token reverse KL ``-(log p_student - log p_teacher)`` is
+    a dense per-token advantage (Agarwal et al. 2024, GKD; Lu & Thinking Machines 2025).
+    ``teacher: null`` turns it off. Teacher and student must share a tokenizer.
+    """
+
+    teacher: str | None = None  # built-in model name or local HF directory
+    coef: float = 1.0  # weight of the per-token reverse-KL advantage
+    outcome_coef: float = 0.0  # weight of the group-relative outcome advantage added to it
+
+    def __post_init__(self) -> None:
+        check(self.coef >= 0, "distill.coef", f"must be >= 0, got {self.coef}")
+        check(self.outcome_coef >= 0, "distill.outcome_coef", f"must be >= 0, got {self.outcome_coef}")
+
+
+@dataclass
+class TrainConfig:
+    """Everything a policy-gradient run reads (every preset, PPO and on-policy distillation).
+    The recipe YAML sets a subset; the rest are defaults."""
+
+    model: str = "tiny-random"
+    output_dir: str = "runs/train"
+    seed: int = 0
+    max_steps: int = 100
+    # wall-clock budget of the training loop in seconds (summed over resumes): the run stops after
+    # the first step that reaches it, with a checkpoint. None: max_steps alone ends the run
+    max_train_s: float | None = None
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
+    save_every: int = 25
+    keep_last: int = 3
+    progress: bool = True
+    max_failed_frac: float = 0.5  # stop when more of a step's episodes than this fail to score
+    lora: LoraConfig = field(default_factory=LoraConfig)
+    env: EnvConfig = field(default_factory=EnvConfig)
+    rollout: RolloutConfig = field(default_factory=RolloutConfig)
+    reward: RewardConfig = field(default_factory=RewardConfig)
+    algorithm: AlgorithmConfig = field(default_factory=AlgorithmConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    distill: OnPolicyDistillConfig = field(default_factory=OnPolicyDistillConfig)
+
+    def __post_init__(self) -> None:
+        check(self.max_steps >= 1, "max_steps", f"must be >= 1, got {self.max_steps}")
+        check(self.max_train_s is None or self.max_train_s > 0, "max_train_s",
+              f"must be > 0 seconds, got {self.max_train_s}; or leave it unset for a step budget only")
+        check(self.save_every >= 1, "save_every", "must be >= 1")
+        check(self.keep_last >= 1, "keep_last", "must be >= 1")
+        check(bool(self.model), "model", "must name a built-in model or a local directory")
+        check(0 <= self.max_failed_frac <= 1, "max_failed_frac", f"must be in [0, 1], got {self.max_failed_frac}")
+        check(not (self.algorithm.kl_coef > 0 and self.lora.r == 0), "algorithm.kl_coef",
+              "a KL penalty needs a reference policy: with lora.r: 0 (full fine-tune) there is none; "
+              "set lora.r > 0 or algorithm.kl_coef: 0")
+        check(self.rollout.group_size >= 2 or self.algorithm.advantage == "gae", "rollout.group_size",
+              f"must be >= 2 for group-relative advantages ({self.algorithm.advantage}); only PPO "
+              f"(algorithm.advantage: gae) works with 1, got {self.rollout.group_size}")
+        check(self.algorithm.overlong_buffer <= self.rollout.max_new_tokens, "algorithm.overlong_buffer",
+              f"must be <= rollout.max_new_tokens ({self.rollout.max_new_tokens}), got "
+              f"{self.algorithm.overlong_buffer}")
+        from rl.trainer.credit import check_signals
+
+        check_signals(self)

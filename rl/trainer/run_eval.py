@@ -1,0 +1,38 @@
+"""Evaluate a training run's checkpoint on held-out tasks (``rl.evaluate`` on the run's policy)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from rl.config import EvalConfig
+
+
+def evaluate_run(run_dir, cfg: EvalConfig, step: int | None = None) -> dict[str, Any]:
+    """Greedy pass@1 per horizon of a training run's checkpoint (the newest, or ``step``).
+
+    The run's own ``config.yaml`` gives the base model, LoRA shape, env and reward; the
+    checkpoint's adapter is loaded onto it. ``step=0`` scores the base model (the run's start).
+    Returns ``evaluate_policy``'s dict plus ``"run"`` and ``"step"``.
+    """
+    from rl.config import load_config
+    from rl.errors import DataError
+    from rl.evaluate import evaluate_policy
+    from rl.models import load_policy
+    from rl.run.checkpoint import list_checkpoints, load_checkpoint
+    from rl.trainer.config import TrainConfig
+
+    run_dir = Path(run_dir)
+    run_cfg = load_config(TrainConfig, run_dir / "config.yaml")
+    policy = load_policy(run_cfg.model, lora=run_cfg.lora, dtype=run_cfg.dtype, device=run_cfg.device,
+                         trainable=False)
+    if step != 0:
+        checkpoints = list_checkpoints(run_dir / "checkpoints")
+        path = checkpoints[-1] if checkpoints and step is None else run_dir / "checkpoints" / f"step_{step}"
+        if path not in checkpoints:
+            raise DataError(f"{run_dir}: no checkpoint {path.name} (found {[p.name for p in checkpoints]}); "
+                            "train it first or pick another step")
+        step = load_checkpoint(path, policy)["step"]
+    result = evaluate_policy(policy, run_cfg.env, cfg, run_cfg.reward)
+    result.update(run=str(run_dir), step=step)
+    return result
