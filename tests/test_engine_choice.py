@@ -33,7 +33,7 @@ def test_explicit_vllm_without_vllm_is_a_clear_error(tiny_fp32, monkeypatch):
 
 def _samples_with_engine_offsets(policy, offsets):
     """Samples whose engine logprobs are the trainer's own plus a fixed offset per sample."""
-    from rl.trainer.update import collate, token_logprobs
+    from rl.trainer.forward import collate, token_logprobs
 
     ids = [[1, 5, 9, 13, 17], [1, 6, 10, 14, 18]]
     base = [Sample(x, [0, 0, 1, 1, 1], [0.0] * 5, []) for x in ids]

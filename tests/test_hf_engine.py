@@ -5,7 +5,7 @@ import torch
 from rl.rollout.base import SamplingParams
 from rl.rollout.hf import HFEngine
 from rl.rollout.chat import render_prompt
-from rl.trainer.update import collate, token_logprobs
+from rl.trainer.forward import collate, token_logprobs
 from rl.types import Sample
 
 

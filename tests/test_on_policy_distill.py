@@ -11,7 +11,7 @@ from rl.errors import ConfigError
 from rl.run.io import read_jsonl
 from rl.trainer.batch import TrainBatch
 from rl.trainer.teacher import TeacherKL, check_same_tokenizer, reverse_kl_advantages
-from rl.trainer.update import collate
+from rl.trainer.forward import collate
 from rl.types import Sample
 
 

@@ -12,7 +12,7 @@ from rl.rollout.base import SamplingParams  # noqa: E402
 from rl.rollout.chat import render_prompt  # noqa: E402
 from rl.rollout.vllm import VLLMEngine  # noqa: E402
 from rl.types import Sample  # noqa: E402
-from rl.trainer.update import collate, token_logprobs  # noqa: E402
+from rl.trainer.forward import collate, token_logprobs  # noqa: E402
 
 TOL = 2e-4  # fp32 on both sides; vLLM's CPU kernels sum in another order than torch's
 CFG = VLLMConfig(dtype="float32", kv_cache_gib=0.25, max_model_len=512)

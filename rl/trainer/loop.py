@@ -108,7 +108,7 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
                 groups, dropped, sampling_metrics = collect(runner, source, cfg, params, step, reward_fn)
                 t_rollout = time.perf_counter() - t_step
                 batch = TrainBatch.from_groups(groups, policy, cfg.rollout.temperature, cfg.optim.micro_batch_size,
-                                               value_head, cfg.algorithm.filter_truncated)
+                                               value_head, cfg.algorithm.filter_truncated, cfg.optim.share_prompt)
                 failure = failure_message(groups + dropped, cfg.max_failed_frac, step)
                 if failure:  # the evidence goes to disk first
                     run.write_rollouts(step, [e.to_record(step) for g in groups + dropped for e in g.episodes])

@@ -1,99 +1,24 @@
 """The policy update: a ``TrainBatch`` + per-token advantages -> (epochs x minibatches) of clipped-loss steps.
 
-Shared by every policy-gradient trainer. Sequences are right-padded per micro-batch (sorted
-by length to waste little padding) and gradients are accumulated over micro-batches with the
-whole minibatch's token/sequence counts as normalisers, so the micro-batch size changes
-memory, not the loss. Logprobs are computed in float32 from logits divided by the sampling
-temperature (the distribution the engine sampled from).
+Shared by every policy-gradient trainer. Sequences are right-padded per micro-batch (a
+group's samples together, so they share their prompt's forward: ``rl.trainer.forward``) and
+gradients are accumulated over micro-batches with the whole minibatch's token/sequence counts
+as normalisers, so the micro-batch size changes memory, not the loss. Logprobs are computed in
+float32 from logits divided by the sampling temperature (the distribution the engine sampled
+from), at the policy tokens only.
 """
 
 from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass
 
 import torch
 
-from rl.algorithms.losses import clipped_policy_loss, clipped_value_loss, entropy_from_logits
+from rl.algorithms.losses import clipped_policy_loss, clipped_value_loss
 from rl.trainer.config import AlgorithmConfig, OptimConfig
+from rl.trainer.forward import Advantage, collate, micro_batches, token_logprobs
 from rl.types import Sample
-
-
-@dataclass
-class MicroBatch:
-    index: list[int]                 # positions of these samples in the update's sample list
-    input_ids_bt: torch.Tensor
-    attention_mask_bt: torch.Tensor
-    loss_mask_bt: torch.Tensor       # 1 on policy tokens
-    engine_logprobs_bt: torch.Tensor
-    advantages_bt: torch.Tensor      # per token (a per-sample advantage is broadcast over its row)
-
-
-Advantage = float | list[float] | torch.Tensor  # one per sample, or one per token of the sample
-
-
-def collate(samples: list[Sample], index: list[int], advantages: list[Advantage], pad_id: int,
-            device) -> MicroBatch:
-    """Right-pad ``samples[index]`` into tensors on ``device``.
-
-    ``advantages[i]`` is a float (broadcast over sample i's tokens) or a list of
-    ``len(samples[i])`` per-token values (only policy tokens matter: the loss masks the rest).
-    """
-    width = max(len(samples[i]) for i in index)
-
-    def pad(values, fill):
-        return values + [fill] * (width - len(values))
-
-    rows = [samples[i] for i in index]
-    return MicroBatch(
-        index=index,
-        input_ids_bt=torch.tensor([pad(s.token_ids, pad_id) for s in rows], device=device),
-        attention_mask_bt=torch.tensor([pad([1] * len(s), 0) for s in rows], device=device),
-        loss_mask_bt=torch.tensor([pad(s.loss_mask, 0) for s in rows], device=device, dtype=torch.float32),
-        engine_logprobs_bt=torch.tensor([pad(s.old_logprobs, 0.0) for s in rows], device=device),
-        advantages_bt=torch.tensor([pad(_advantage_row(advantages[i], len(samples[i]), i), 0.0) for i in index],
-                                   device=device, dtype=torch.float32),
-    )
-
-
-def _advantage_row(advantage: Advantage, length: int, i: int) -> list[float]:
-    if isinstance(advantage, (int, float)):
-        return [float(advantage)] * length
-    row = advantage.tolist() if isinstance(advantage, torch.Tensor) else [float(a) for a in advantage]
-    if len(row) != length:
-        raise ValueError(f"sample {i}: {len(row)} per-token advantages for {length} tokens")
-    return row
-
-
-def token_logprobs(policy, batch: MicroBatch, temperature: float, with_entropy: bool = False,
-                   value_head=None, entropy_grad: bool = False):
-    """Per-token logprobs ``[B, T]`` of ``input_ids`` (position 0 gets 0), entropy and values.
-
-    Returns ``(logprobs_bt, entropy_bt | None, values_bt | None)``. Entropy is computed without
-    gradient unless ``entropy_grad`` (an entropy bonus in the loss); values come from
-    ``value_head`` on the last hidden state (PPO), in the same forward pass.
-    """
-    with policy.autocast():
-        out = policy.model(input_ids=batch.input_ids_bt, attention_mask=batch.attention_mask_bt,
-                           output_hidden_states=value_head is not None)
-    logits_btv = out.logits[:, :-1].float() / temperature
-    targets_bt = batch.input_ids_bt[:, 1:]
-    logprobs_bt = logits_btv.gather(-1, targets_bt.unsqueeze(-1)).squeeze(-1) - logits_btv.logsumexp(-1)
-    logprobs_bt = torch.nn.functional.pad(logprobs_bt, (1, 0))
-    entropy_bt = None
-    if with_entropy:
-        with torch.set_grad_enabled(entropy_grad and torch.is_grad_enabled()):
-            source = logits_btv if entropy_grad else logits_btv.detach()
-            entropy_bt = torch.nn.functional.pad(entropy_from_logits(source), (1, 0))
-    values_bt = value_head(out.hidden_states[-1]) if value_head is not None else None
-    return logprobs_bt, entropy_bt, values_bt
-
-
-def micro_batches(samples: list[Sample], index: list[int], size: int) -> list[list[int]]:
-    """Split ``index`` into chunks of ``size``, longest samples first (less padding)."""
-    ordered = sorted(index, key=lambda i: -len(samples[i]))
-    return [ordered[i : i + size] for i in range(0, len(ordered), size)]
 
 
 UPDATE_METRICS = ("loss", "entropy", "kl", "clip_frac/low", "clip_frac/high", "grad_norm",
@@ -118,11 +43,12 @@ class MetricSum:
 
 @torch.no_grad()
 def reference_pass(policy, samples: list[Sample], temperature: float, micro_size: int, need_old: bool,
-                   need_ref: bool, value_head=None):
+                   need_ref: bool, value_head=None, share_prompt: bool = True):
     """Pre-update per-sample 1-D tensors (no gradient): ``(old, ref, values)``.
 
-    ``old``: the trainer's logprobs now (pi_old), ``ref``: with the LoRA adapter disabled,
-    ``values``: the value head's (PPO); each a list of None where not asked for.
+    ``old``: the trainer's logprobs now (pi_old), ``ref``: with the LoRA adapter disabled (both
+    at policy tokens, 0 elsewhere), ``values``: the value head's (PPO); each a list of None
+    where not asked for.
     """
     old, ref, values = [None] * len(samples), [None] * len(samples), [None] * len(samples)
     pad_id = policy.tokenizer.pad_token_id
@@ -131,7 +57,7 @@ def reference_pass(policy, samples: list[Sample], temperature: float, micro_size
     for chunk in micro_batches(samples, list(range(len(samples))), micro_size):
         batch = collate(samples, chunk, [0.0] * len(samples), pad_id, policy.device)
         if need_old or value_head is not None:
-            lp, _, v = token_logprobs(policy, batch, temperature, value_head=value_head)
+            lp, _, v = token_logprobs(policy, batch, temperature, value_head=value_head, share_prompt=share_prompt)
             for row, i in enumerate(chunk):
                 if need_old:
                     old[i] = lp[row, : len(samples[i])]
@@ -139,7 +65,7 @@ def reference_pass(policy, samples: list[Sample], temperature: float, micro_size
                     values[i] = v[row, : len(samples[i])].float()
         if need_ref:
             with policy.reference():
-                lp, _, _ = token_logprobs(policy, batch, temperature)
+                lp, _, _ = token_logprobs(policy, batch, temperature, share_prompt=share_prompt)
             for row, i in enumerate(chunk):
                 ref[i] = lp[row, : len(samples[i])]
     policy.model.train(was_training)
@@ -211,7 +137,7 @@ def policy_update(policy, optimizer, scheduler, batch, advantages: list[Advantag
                 width = mask_bt.shape[1]
                 logprobs_bt, entropy_bt, values_bt = token_logprobs(
                     policy, micro, temperature, with_entropy=True, value_head=value_head,
-                    entropy_grad=algo.entropy_coef > 0)
+                    entropy_grad=algo.entropy_coef > 0, share_prompt=optim.share_prompt)
                 old_bt = _stack(old, chunk, width, policy.device) if need_old else logprobs_bt.detach()
                 ref_bt = _stack(ref, chunk, width, policy.device) if need_ref else None
                 n_tok = float(mask_bt.sum())
@@ -267,7 +193,7 @@ def policy_update(policy, optimizer, scheduler, batch, advantages: list[Advantag
     scheduler.step()
     policy.model.train(was_training)
     elapsed = time.perf_counter() - t0
-    out = stats.means()
+    out = {"kl": None, **stats.means()}  # kl: null when it was neither in the loss nor logged
     out.update({
         "logprob_mismatch/max": mismatch_max,
         "update/skipped_nonfinite": float(skipped),
