@@ -19,8 +19,9 @@ gradient checkpointing off (its default is on: slower here, and memory is not th
 
 Each system runs in its own subprocess, one after the other, so both see the same machine;
 each reports per-step wall times split into generation (sampling + scoring) and update
-(everything else in the step), and its peak RSS (the process and, separately, its largest
-child: vLLM's engine processes). The first step is a warm-up and is left out of the medians.
+(everything else in the step), and its peak RSS summed over its process tree (vLLM's engine
+processes included) and of the trainer process alone. The first step is a warm-up and is left
+out of the medians.
 """
 
 from __future__ import annotations
@@ -43,10 +44,35 @@ MODEL = os.environ.get("BENCH_MODEL", "smollm2-135m-instruct")  # tiny-random: a
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def _peak_rss_gb() -> dict[str, float]:
-    to_gb = 1 / 2**20  # ru_maxrss is in KiB on Linux
-    return {"self_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * to_gb,
-            "largest_child_gb": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * to_gb}
+class TreeRSS:
+    """Peak RSS of this process plus all its descendants (vLLM's engine and worker processes),
+    sampled every ``interval_s`` on a daemon thread (psutil, a vLLM dependency)."""
+
+    def __init__(self, interval_s: float = 0.5):
+        import threading
+
+        self.peak_bytes, self._stop = 0, threading.Event()
+        self._thread = threading.Thread(target=self._run, args=(interval_s,), daemon=True)
+        self._thread.start()
+
+    def _run(self, interval_s: float) -> None:
+        import psutil
+
+        me = psutil.Process()
+        while not self._stop.wait(interval_s):
+            total = 0
+            for proc in [me, *me.children(recursive=True)]:
+                try:
+                    total += proc.memory_info().rss
+                except psutil.Error:  # a process that ended between listing and reading
+                    pass
+            self.peak_bytes = max(self.peak_bytes, total)
+
+    def stop(self) -> dict[str, float]:
+        self._stop.set()
+        self._thread.join()
+        return {"tree_gb": self.peak_bytes / 2**30,
+                "self_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20}  # KiB on Linux
 
 
 def _tasks(n: int):
@@ -132,9 +158,10 @@ def run_horizon(steps: int, out_dir: Path, new_tokens: int) -> dict:
 
 
 def _worker(system: str, steps: int, new_tokens: int, result_path: Path) -> None:
+    rss = TreeRSS()
     with tempfile.TemporaryDirectory(prefix=f"bench-{system}-") as tmp:
         result = (run_trl if system == "trl" else run_horizon)(steps, Path(tmp), new_tokens)
-    result.update(_peak_rss_gb())
+    result.update(rss.stop())
     result_path.write_text(json.dumps(result))
 
 
@@ -142,8 +169,8 @@ def summarise(name: str, result: dict) -> dict:
     steps, gens = result["step_s"][1:], result["generation_s"][1:]
     step, gen = statistics.median(steps), statistics.median(gens)
     print(f"{name:>8}: {step:6.1f} s/step  (generation {gen:5.1f}, update {step - gen:5.1f}; "
-          f"median of steps 2-{len(result['step_s'])})  peak RSS {result['self_gb']:.1f} GB "
-          f"+ largest child {result['largest_child_gb']:.1f} GB  reward/step {[round(r, 3) for r in result['reward']]}")
+          f"median of steps 2-{len(result['step_s'])})  peak RSS {result['tree_gb']:.1f} GB all processes "
+          f"({result['self_gb']:.1f} GB the trainer)  reward/step {[round(r, 3) for r in result['reward']]}")
     return {"step": step, "generation": gen}
 
 
