@@ -45,11 +45,14 @@ def test_common_prefix_and_micro_batches_keep_a_group_together():
     assert chunks == [[0, 2, 1], [4, 3]]  # prompt B first (seen first), then A longest-first
 
 
-@pytest.mark.parametrize("share", [True, False])
-def test_logprobs_and_entropy_equal_the_plain_forward(tiny_lora, share):
+@pytest.mark.parametrize("share, pack", [(True, True), (True, False), (False, None)])
+def test_logprobs_and_entropy_equal_the_plain_forward(tiny_lora, share, pack, monkeypatch):
+    import rl.trainer.forward
+
     policy, samples = _perturbed(tiny_lora), _samples()
     micro = collate(samples, [0, 1, 2], [0.0] * 4, 0, torch.device("cpu"))
     assert micro.shared_prefix == len(PROMPT)
+    monkeypatch.setattr(rl.trainer.forward, "PACK_BELOW", 1.0 if pack else 0.0)  # force either path
     with torch.no_grad():
         lp_bt, ent_bt, _ = token_logprobs(policy, micro, 0.7, with_entropy=True, share_prompt=share)
         plain_lp_bt, plain_ent_bt = _plain(policy, micro, 0.7)
@@ -59,9 +62,12 @@ def test_logprobs_and_entropy_equal_the_plain_forward(tiny_lora, share):
     assert (lp_bt[~at_bt] == 0).all() and (ent_bt[~at_bt] == 0).all()
 
 
-def test_shared_prompt_gives_the_unshared_gradient_and_values(tiny_lora):
+@pytest.mark.parametrize("pack", [True, False])
+def test_shared_prompt_gives_the_unshared_gradient_and_values(tiny_lora, pack, monkeypatch):
+    import rl.trainer.forward
     from rl.trainer.value_head import build_value_head
 
+    monkeypatch.setattr(rl.trainer.forward, "PACK_BELOW", 1.0 if pack else 0.0)
     policy, samples = _perturbed(tiny_lora), _samples()
     head = build_value_head(policy)
     torch.nn.init.normal_(head.linear.weight, std=0.1)

@@ -11,8 +11,10 @@ the numbers the loss sees (tested against the plain forward):
   a micro-batch start with the same ``p`` tokens, those run once as a batch of one; their keys
   and values are repeated for the ``B`` rows and each row's own tokens attend to them
   (``past_key_values``), and the prefix's hidden states are broadcast. Gradients flow through
-  the shared prefix (the repeat and the broadcast sum them back). ``micro_batches`` orders
-  samples so that a group's samples share micro-batches.
+  the shared prefix (the repeat and the broadcast sum them back). When the rows are of very
+  different lengths (completions that stopped early), their own tokens are instead packed into
+  one sequence after the prefix, without padding, under a block-diagonal attention mask.
+  ``micro_batches`` orders samples so that a group's samples share micro-batches.
 
 Example::
 
@@ -30,6 +32,7 @@ from rl.algorithms.losses import entropy_from_logits
 from rl.types import Sample
 
 LOGIT_CHUNK = 1024  # rows of [rows, V] logits at a time: bounds the float32 temporaries
+PACK_BELOW = 0.8  # pack a shared-prefix micro-batch when its own tokens are < 80 % of the padded rows
 
 
 @dataclass
@@ -112,18 +115,51 @@ def _decoder_and_head(model):
     return base.model, base.get_output_embeddings()
 
 
-def hidden_states(policy, micro: MicroBatch, share_prompt: bool = True) -> torch.Tensor:
-    """Last-layer (normed) hidden states ``[B, T, H]``, the shared prefix run once when asked."""
+def hidden_states(policy, micro: MicroBatch, share_prompt: bool = True, pack: bool | None = None) -> torch.Tensor:
+    """Last-layer (normed) hidden states ``[B, T, H]``, the shared prefix run once when asked.
+
+    With a shared prefix, ``pack`` picks how the rows' own tokens run: packed into one sequence
+    without padding (block-diagonal attention over the rows, all of them attending to the
+    prefix) or as a padded batch over the prefix's repeated keys/values. ``None`` packs when
+    padding would be more than ``PACK_BELOW`` of the padded rows (completions that stopped early):
+    packing saves the padded tokens' linear layers but computes a dense attention over the pack.
+    """
     decoder, _ = _decoder_and_head(policy.model)
     rows, p = micro.input_ids_bt.shape[0], micro.shared_prefix if share_prompt else 0
     if p == 0:
         return decoder(input_ids=micro.input_ids_bt, attention_mask=micro.attention_mask_bt).last_hidden_state
+    lengths = micro.attention_mask_bt.sum(1).tolist()
+    own, padded = sum(lengths) - rows * p, rows * (micro.input_ids_bt.shape[1] - p)
+    if pack or (pack is None and own <= PACK_BELOW * padded):
+        return _packed_hidden_states(decoder, micro.input_ids_bt, lengths, p)
     prefix = decoder(input_ids=micro.input_ids_bt[:1, :p], use_cache=True)
     cache = prefix.past_key_values
     cache.batch_repeat_interleave(rows)
     rest = decoder(input_ids=micro.input_ids_bt[:, p:], attention_mask=micro.attention_mask_bt,
                    past_key_values=cache, use_cache=True)
     return torch.cat([prefix.last_hidden_state.expand(rows, -1, -1), rest.last_hidden_state], dim=1)
+
+
+def _packed_hidden_states(decoder, input_ids_bt: torch.Tensor, lengths: list[int], p: int) -> torch.Tensor:
+    """The prefix then every row's own tokens in one sequence: a custom 4D mask lets a token see
+    the prefix and the earlier tokens of its own row; positions restart after the prefix per row.
+    Hidden states are gathered back into the padded ``[B, T, H]`` layout (padding reads token 0)."""
+    device = input_ids_bt.device
+    pieces, segment, positions, index_bt = [input_ids_bt[0, :p]], [-1] * p, list(range(p)), []
+    offset = p
+    for row, length in enumerate(lengths):
+        pieces.append(input_ids_bt[row, p:length])
+        segment += [row] * (length - p)
+        positions += list(range(p, length))
+        index_bt.append(list(range(p)) + list(range(offset, offset + length - p))
+                        + [0] * (input_ids_bt.shape[1] - length))
+        offset += length - p
+    seg_l = torch.tensor(segment, device=device)
+    causal_ll = torch.ones(offset, offset, dtype=torch.bool, device=device).tril()
+    visible_ll = causal_ll & ((seg_l[None, :] == seg_l[:, None]) | (seg_l[None, :] == -1))
+    h_1lh = decoder(input_ids=torch.cat(pieces)[None], attention_mask=visible_ll[None, None],
+                    position_ids=torch.tensor([positions], device=device)).last_hidden_state
+    return h_1lh[0][torch.tensor(index_bt, device=device)]
 
 
 def token_logprobs(policy, micro: MicroBatch, temperature: float, with_entropy: bool = False,
