@@ -115,14 +115,14 @@ def _decoder_and_head(model):
     return base.model, base.get_output_embeddings()
 
 
-def hidden_states(policy, micro: MicroBatch, share_prompt: bool = True, pack: bool | None = None) -> torch.Tensor:
+def hidden_states(policy, micro: MicroBatch, share_prompt: bool = True) -> torch.Tensor:
     """Last-layer (normed) hidden states ``[B, T, H]``, the shared prefix run once when asked.
 
-    With a shared prefix, ``pack`` picks how the rows' own tokens run: packed into one sequence
-    without padding (block-diagonal attention over the rows, all of them attending to the
-    prefix) or as a padded batch over the prefix's repeated keys/values. ``None`` packs when
-    padding would be more than ``PACK_BELOW`` of the padded rows (completions that stopped early):
-    packing saves the padded tokens' linear layers but computes a dense attention over the pack.
+    With a shared prefix the rows' own tokens run either packed into one sequence without
+    padding (block-diagonal attention over the rows, all of them attending to the prefix), when
+    they are under ``PACK_BELOW`` of the padded rows (completions that stopped early), or as a
+    padded batch over the prefix's repeated keys/values: packing saves the padded tokens' linear
+    layers but computes a dense attention over the whole pack.
     """
     decoder, _ = _decoder_and_head(policy.model)
     rows, p = micro.input_ids_bt.shape[0], micro.shared_prefix if share_prompt else 0
@@ -130,7 +130,7 @@ def hidden_states(policy, micro: MicroBatch, share_prompt: bool = True, pack: bo
         return decoder(input_ids=micro.input_ids_bt, attention_mask=micro.attention_mask_bt).last_hidden_state
     lengths = micro.attention_mask_bt.sum(1).tolist()
     own, padded = sum(lengths) - rows * p, rows * (micro.input_ids_bt.shape[1] - p)
-    if pack or (pack is None and own <= PACK_BELOW * padded):
+    if own <= PACK_BELOW * padded:
         return _packed_hidden_states(decoder, micro.input_ids_bt, lengths, p)
     prefix = decoder(input_ids=micro.input_ids_bt[:1, :p], use_cache=True)
     cache = prefix.past_key_values
