@@ -62,6 +62,10 @@ def check_signals(cfg) -> None:
     names = {cls.name for cls in classes}
     for cls in classes:
         cls.check(cfg)
+        dense = getattr(cls, "dense", None)
+        if dense and cfg.algorithm.dynamic_sampling:
+            raise ConfigError(f"config key 'algorithm.dynamic_sampling': drops groups whose answers are all "
+                              f"equally correct, but {dense} gives every group a per-token signal: turn one off")
         for other, (key, why) in cls.excludes.items():
             if other in names:
                 raise ConfigError(f"config key '{key}': {why}")

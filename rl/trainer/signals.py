@@ -200,6 +200,8 @@ class ProcessReward:
         "kl_reward": ("algorithm.kl_mode", "with reward.prm use kl_mode: loss (both set per-token advantages)"),
     }
 
+    dense = "reward.prm"  # a per-token signal for every group: dynamic sampling would drop real signal
+
     def __init__(self, scorer, weight: float):
         self.scorer, self.weight = scorer, weight
 
@@ -209,9 +211,6 @@ class ProcessReward:
 
     @staticmethod
     def check(cfg) -> None:
-        check(not cfg.algorithm.dynamic_sampling, "algorithm.dynamic_sampling",
-              "drops groups whose answers are all equally correct, but reward.prm gives every group a "
-              "per-token signal: turn one of them off")
         check(Path(cfg.reward.prm, "prm_config.json").is_file(), "reward.prm",
               f"'{cfg.reward.prm}' is not a saved PRM (no prm_config.json): train one with recipes/train_prm.py")
 
