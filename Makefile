@@ -28,12 +28,10 @@ test: install
 	$(VENV)/bin/lint-imports --no-cache
 	$(PY) -m pytest -q
 
-# the main job: distil SmolLM2 on chain_math (~15 min on 2 CPU cores), then GRPO from the student;
-# --resume makes a second `make demo` continue where the first stopped instead of refusing
+# the main job (~35 min on 2 CPU cores): base eval -> distil -> GRPO + horizon curriculum -> eval, and
+# the SFT-more control; report in runs/long_horizon/report.md. A second `make demo` resumes.
 demo: install
-	$(PY) recipes/distill.py --resume
-	$(PY) recipes/grpo_chain_math.py --config recipes/configs/grpo_chain_math.yaml \
-		--model runs/distill_chain_math/model --output_dir runs/grpo_chain_math_distilled --resume
+	$(PY) recipes/long_horizon.py --resume
 
 bench: install
 	@ls recipes/bench/*.py >/dev/null 2>&1 || { echo "no benchmarks yet"; exit 0; }

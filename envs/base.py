@@ -21,11 +21,15 @@ Example::
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
+from rl.errors import DataError
 from rl.types import STEP_SEPARATOR, Episode, Message, Outcome, Task
+
+HELDOUT_EVERY = 10  # one task in ten (by its prompt's hash) belongs to the held-out split
 
 
 @dataclass
@@ -104,3 +108,52 @@ class EnvSpec:
     step_separator: str = STEP_SEPARATOR
     step_labels: Callable[[Task, list[str]], list[bool]] | None = None
     oracle: Callable[[Task], str] | None = None
+
+
+def is_heldout(task: Task) -> bool:
+    """Whether ``task`` belongs to the held-out (eval) split: a stable hash of its prompt messages
+    puts one task in ``HELDOUT_EVERY`` there, whatever the seed or the source that drew it."""
+    text = "\x00".join(f"{m['role']}\x01{m['content']}" for m in task.messages)
+    return int.from_bytes(hashlib.sha256(text.encode()).digest()[:8], "big") % HELDOUT_EVERY == 0
+
+
+class SplitSource:
+    """A ``TaskSource`` that keeps only the tasks of one split of another source's stream.
+
+    ``split="train"`` drops the held-out tasks, ``split="eval"`` keeps only them, so no training
+    stream of any seed can draw a task the eval stream holds: disjoint by construction, not by
+    filtering against a list. The wrapped source's state is the whole state (it is
+    deterministic, so the filter redraws the same tasks after a resume).
+    """
+
+    MAX_DRAWS_PER_TASK = 1000
+
+    def __init__(self, source: TaskSource, split: str):
+        if split not in ("train", "eval"):
+            raise ValueError(f"split must be 'train' or 'eval', got {split!r}")
+        self.source, self.split = source, split
+
+    def sample(self, n: int) -> list[Task]:
+        out: list[Task] = []
+        draws = 0
+        while len(out) < n:
+            batch = self.source.sample(n - len(out))
+            draws += len(batch)
+            out += [t for t in batch if is_heldout(t) == (self.split == "eval")]
+            if draws > self.MAX_DRAWS_PER_TASK * n and len(out) < n:
+                raise DataError(
+                    f"the env's {self.split} split is (nearly) empty: {len(out)} of {draws} drawn tasks "
+                    f"fell in it; widen the env's options (e.g. env.max_horizon) so it has more distinct tasks")
+        return out
+
+    def set_horizon(self, low: int, high: int | None = None) -> None:
+        self.source.set_horizon(low, high)
+
+    def state_dict(self) -> dict[str, Any]:
+        return self.source.state_dict()
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.source.load_state_dict(state)
+
+    def make_env(self, task: Task) -> Env:
+        return self.source.make_env(task)

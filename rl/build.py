@@ -12,9 +12,13 @@ from rl.config import EnvConfig, RewardConfig, RolloutConfig
 from rl.rollout.base import SamplingParams
 
 
-def build_task_source(env: EnvConfig, seed: int):
-    """The seeded ``TaskSource`` of the env ``env.name`` names, with ``env``'s options."""
-    return env.spec.make_source(env.options, seed)
+def build_task_source(env: EnvConfig, seed: int, split: str = "train"):
+    """The seeded ``TaskSource`` of the env ``env.name`` names, with ``env``'s options, keeping
+    only the tasks of ``split`` (``train`` or ``eval``: ``envs.base.SplitSource``, disjoint by
+    construction)."""
+    from envs.base import SplitSource
+
+    return SplitSource(env.spec.make_source(env.options, seed), split)
 
 
 def build_reward(env: EnvConfig, reward: RewardConfig):

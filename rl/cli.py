@@ -23,11 +23,37 @@ commands:
             (same as python recipes/distill.py)
   prm       sample solutions -> Monte Carlo step labels -> train a PRM -> evaluate it
             (same as python recipes/train_prm.py)
-  keys      list every config key of `train` (or `keys distill`, `keys prm`) with its default
+  eval      horizon curves (pass@1, pass@k, 95 % intervals, h50) of models, run dirs or
+            checkpoints on the same held-out tasks: horizon eval MODEL_OR_RUN ... [--key value]
+  keys      list every config key of `train` (or `keys distill|prm|eval`) with its default
 
 Overrides use dotted keys: --max_steps 3 --rollout.group_size 4 --algorithm.kl_coef 0.02
 Add --resume to continue from the newest complete checkpoint in output_dir.
 """
+
+
+HELP = {
+    "train": "horizon train --config recipes/configs/grpo_chain_math.yaml [--key value ...] [--resume]\n\n"
+             "Policy-gradient training (algorithm.preset: grpo, dr_grpo, dapo, gspo, rloo, reinforce_pp, ppo;\n"
+             "distill.teacher for on-policy distillation; curriculum.enabled for the horizon curriculum).\n"
+             "Example: horizon train --config recipes/configs/grpo_chain_math.yaml --max_steps 3 --output_dir runs/x\n"
+             "Keys: horizon keys train",
+    "distill": "horizon distill --config recipes/configs/distill_chain_math.yaml [--key value ...] [--resume]\n\n"
+               "Teacher traces -> verifier filter -> SFT of the student (TRL, LoRA) -> eval.\n"
+               "Example: horizon distill --config recipes/configs/distill_chain_math.yaml --sft.max_steps 10\n"
+               "Keys: horizon keys distill",
+    "prm": "horizon prm --config recipes/configs/prm_chain_math.yaml [--key value ...] [--resume]\n\n"
+           "Sample solutions -> Monte Carlo step labels -> train a PRM -> evaluate it (best-of-N too).\n"
+           "Keys: horizon keys prm",
+    "eval": "horizon eval TARGET [TARGET ...] [--key value ...] [--resume]\n\n"
+            "Horizon curves on the same held-out tasks: greedy pass@1 per horizon with Wilson 95 % intervals,\n"
+            "pass@k (--eval.samples n), h50 with its interval; horizon_curve.json + .png in --output_dir.\n"
+            "TARGET: a built-in model, a model dir, a distillation output, a run dir (RUN@STEP for a step,\n"
+            "RUN@0 for its base model) or RUN/checkpoints/step_N.\n"
+            "Example: horizon eval smollm2-135m-instruct runs/long_horizon/rl --eval.horizons [1,2,4,8]\n"
+            "Keys: horizon keys eval",
+    "keys": "horizon keys [train|distill|prm|eval]: every config key with its default",
+}
 
 
 def split_args(argv: list[str]) -> tuple[str | None, bool, list[str]]:
@@ -77,13 +103,37 @@ def run_prm(argv: list[str]) -> int:
     return _run(argv, "rl.prm.config:PRMConfig", "rl.prm.pipeline:run_prm", "output directory")
 
 
+def run_eval(argv: list[str]) -> int:
+    """``horizon eval TARGET ... [--config FILE] [--key value ...]``: targets come first."""
+    import dataclasses
+
+    from rl.config import load_config
+    from rl.eval_job import EvalJobConfig, env_of_first_run, resolve_target, run_eval_job
+
+    n_targets = next((i for i, a in enumerate(argv) if a.startswith("--")), len(argv))
+    targets, rest = argv[:n_targets], argv[n_targets:]
+    config, resume, overrides = split_args(rest)
+    if targets:
+        overrides = ["--targets", "[" + ", ".join(repr(t) for t in targets) + "]", *overrides]
+    cfg = load_config(EvalJobConfig, config, overrides)
+    if config is None and not any(o.startswith("--env") or o.startswith("--reward") for o in overrides):
+        found = env_of_first_run([resolve_target(t) for t in cfg.targets])
+        if found:
+            env, reward, run = found
+            cfg = dataclasses.replace(cfg, env=env, reward=reward)
+            print(f"horizon eval: env and reward of {run}: {env.to_raw()}")
+    print(f"output directory: {run_eval_job(cfg, resume=resume)}")
+    return 0
+
+
 def run_keys(argv: list[str]) -> int:
     from rl.config import all_keys, to_dict
     from rl.distill.config import DistillConfig
+    from rl.eval_job import EvalJobConfig
     from rl.prm.config import PRMConfig
     from rl.trainer.config import TrainConfig
 
-    cls = {"distill": DistillConfig, "prm": PRMConfig}.get(argv[0] if argv else "", TrainConfig)
+    cls = {"distill": DistillConfig, "prm": PRMConfig, "eval": EvalJobConfig}.get(argv[0] if argv else "", TrainConfig)
     flat: dict = {}
 
     def walk(node, prefix=""):
@@ -99,7 +149,7 @@ def run_keys(argv: list[str]) -> int:
     return 0
 
 
-COMMANDS = {"train": run_train, "distill": run_distill, "prm": run_prm, "keys": run_keys}
+COMMANDS = {"train": run_train, "distill": run_distill, "prm": run_prm, "eval": run_eval, "keys": run_keys}
 
 
 def run_recipe(command: str, default_config, argv: list[str], extra: list[str] = ()) -> int:
@@ -117,6 +167,9 @@ def main(argv: list[str] | None = None) -> int:
     if command is None:
         print(f"horizon: unknown command '{argv[0]}'\n\n{USAGE}", file=sys.stderr)
         return 2
+    if any(a in ("-h", "--help") for a in argv[1:]):
+        print(HELP[argv[0]])
+        return 0
     from rl.errors import HorizonError
 
     try:

@@ -180,18 +180,26 @@ class RewardConfig:
 
 @dataclass
 class EvalConfig:
-    """Greedy pass@1 on held-out tasks, per horizon (the horizon curve)."""
+    """The horizon curve on held-out tasks: greedy pass@1 per horizon, and with ``samples: n``
+    also pass@k (k in ``k``, up to n) from n samples per task at ``temperature``."""
 
     horizons: list[int] = field(default_factory=lambda: [1, 2, 4, 8])
-    tasks_per_horizon: int = 40
-    seed: int = 987_654  # a task stream disjoint in seed from training (overlaps are also removed)
+    tasks_per_horizon: int = 50
+    seed: int = 987_654  # the eval stream's seed; its tasks are the env's held-out split in any case
     max_new_tokens: int = 256
     engine: Literal["hf", "vllm", "auto"] = "auto"
+    samples: int = 0  # n sampled completions per task for pass@k (0: greedy pass@1 only)
+    k: list[int] = field(default_factory=lambda: [1, 4, 8])
+    temperature: float = 1.0  # of the pass@k samples
 
     def __post_init__(self) -> None:
         check(bool(self.horizons) and all(1 <= h <= 64 for h in self.horizons), "eval.horizons",
               f"must be a non-empty list of horizons in 1..64, got {self.horizons}")
         check(self.tasks_per_horizon >= 1, "eval.tasks_per_horizon", "must be >= 1")
+        check(self.samples >= 0, "eval.samples", f"must be >= 0 (0: greedy only), got {self.samples}")
+        check(bool(self.k) and all(k >= 1 for k in self.k), "eval.k", f"must be a list of k >= 1, got {self.k}")
+        check(self.samples == 0 or self.temperature > 0, "eval.temperature",
+              "pass@k samples need a temperature > 0 (greedy samples are all the same)")
 
 
 # --------------------------------------------------------------------------- loading

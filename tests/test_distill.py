@@ -190,7 +190,7 @@ def test_distill_cli_end_to_end(tmp_path, tiny_path):
     assert summary["traces"]["accepted"] == 24 and summary["sft"]["steps"] == 2
     assert set(summary["eval_after"]["pass@1"]) == {"1", "2"}
     after = json.loads((out / "eval" / "after.json").read_text())
-    assert after["model"] == str(out / "model") and after["n_per_horizon"] == 2
+    assert after["model"] == str(out / "model") and after["n_per_horizon"] == {"1": 2, "2": 2}
     assert (out / "eval" / "horizon_curve.png").stat().st_size > 0
     assert (out / "adapter" / "adapter_config.json").exists()
     # the merged student loads like any model

@@ -54,6 +54,9 @@ class SFTSectionConfig:
     max_length: int = 512
     logging_steps: int = 5
     save_every: int = 40  # TRL checkpoints in <output_dir>/sft/, used by --resume
+    # wall-clock budget of the SFT in seconds: training stops after the first step that reaches it
+    # (max_steps still sets the learning-rate schedule). None: max_steps alone
+    max_train_s: float | None = None
 
     def __post_init__(self) -> None:
         check(self.max_steps >= 1, "sft.max_steps", "must be >= 1")
@@ -62,6 +65,8 @@ class SFTSectionConfig:
         check(0 <= self.warmup_ratio < 1, "sft.warmup_ratio", "must be in [0, 1)")
         check(self.max_length >= 32, "sft.max_length", "must be >= 32")
         check(self.logging_steps >= 1 and self.save_every >= 1, "sft.save_every", "must be >= 1")
+        check(self.max_train_s is None or self.max_train_s > 0, "sft.max_train_s",
+              f"must be > 0 seconds, got {self.max_train_s}; or leave it unset for a step budget only")
 
 
 @dataclass

@@ -182,8 +182,27 @@ def build_sft_trainer(cfg: DistillConfig, dataset, out_dir: Path):
     if cfg.lora.r > 0:
         peft_config = LoraConfig(r=cfg.lora.r, lora_alpha=cfg.lora.alpha, lora_dropout=cfg.lora.dropout,
                                  target_modules=cfg.lora.target_modules, task_type="CAUSAL_LM")
+    callbacks = [time_budget_callback(s.max_train_s)] if s.max_train_s else []
     return SFTTrainer(model=model, args=args, processing_class=tokenizer, peft_config=peft_config,
-                      train_dataset=dataset.select_columns(list(REQUIRED_COLUMNS)))
+                      train_dataset=dataset.select_columns(list(REQUIRED_COLUMNS)), callbacks=callbacks)
+
+
+def time_budget_callback(budget_s: float):
+    """A transformers ``TrainerCallback`` that ends training after the first optimizer step at
+    which ``budget_s`` seconds of training have passed (the Trainer saves its final state then).
+    transformers has step and epoch budgets but no wall-clock one, hence this."""
+    from transformers import TrainerCallback
+
+    class _TimeBudget(TrainerCallback):
+        def on_train_begin(self, args, state, control, **kwargs):
+            self.t0 = time.perf_counter()
+
+        def on_step_end(self, args, state, control, **kwargs):
+            if time.perf_counter() - self.t0 >= budget_s:
+                control.should_training_stop = True
+                control.should_save = True  # so --resume finds the state the budget stopped at
+
+    return _TimeBudget()
 
 
 def sft_student(cfg: DistillConfig, dataset, out_dir: Path, resume: bool = False) -> dict[str, Any]:
@@ -276,7 +295,7 @@ def distill(cfg: DistillConfig, resume: bool = False) -> Path:
     if "eval_before" in cfg.stages and not (resume and "eval_before" in summary):
         before = _evaluate(cfg.model, cfg)
         atomic_write_text(out / "eval" / "before.json", json.dumps(before, indent=2))
-        record("eval_before", {"pass@1": before["pass@1"], "h50": before["h50"]})
+        record("eval_before", {"pass@1": before["pass@1"], "h50": before["h50"], "h50_ci": before["h50_ci"]})
     if "sft" in cfg.stages and not (resume and "sft" in summary):
         dataset, _ = load_traces(out / "traces")
         record("sft", sft_student(cfg, dataset, out, resume=resume))
@@ -285,9 +304,11 @@ def distill(cfg: DistillConfig, resume: bool = False) -> Path:
             raise DataError(f"no fine-tuned student in '{out / 'model'}': run the 'sft' stage first")
         after = _evaluate(str(out / "model"), cfg)
         atomic_write_text(out / "eval" / "after.json", json.dumps(after, indent=2))
-        record("eval_after", {"pass@1": after["pass@1"], "h50": after["h50"]})
-        curves = {"after SFT": after["pass@1"]}
-        if "eval_before" in summary:
-            curves = {"base": {int(h): v for h, v in summary["eval_before"]["pass@1"].items()}, **curves}
-        plot_horizon_curves(curves, out / "eval" / "horizon_curve.png", title=f"distilled {cfg.model}")
+        record("eval_after", {"pass@1": after["pass@1"], "h50": after["h50"], "h50_ci": after["h50_ci"]})
+        curves, intervals = {"after SFT": after["pass@1"]}, {"after SFT": after["pass@1_ci"]}
+        if (out / "eval" / "before.json").exists():
+            before = json.loads((out / "eval" / "before.json").read_text())
+            curves, intervals["base"] = {"base": before["pass@1"], **curves}, before["pass@1_ci"]
+        plot_horizon_curves(curves, out / "eval" / "horizon_curve.png", title=f"distilled {cfg.model}",
+                            intervals=intervals)
     return out

@@ -112,7 +112,7 @@ def eval_stage(cfg: PRMConfig, out: Path, engine, tokenizer, params) -> dict[str
     from rl.build import build_task_source
 
     t0 = time.perf_counter()
-    tasks = build_task_source(cfg.env, cfg.eval_seed).sample(cfg.eval_tasks)
+    tasks = build_task_source(cfg.env, cfg.eval_seed, split="eval").sample(cfg.eval_tasks)
     texts = sample_solutions(engine, tokenizer, tasks, cfg.best_of_n, params)
     prm, prm_tok = load_prm(out / "prm", cfg.device, dtype=cfg.dtype)
     flat = [(t, x, _steps(cfg, x)) for t, xs in zip(tasks, texts) for x in xs]

@@ -8,8 +8,11 @@ HEADLINE = ("reward/mean", "correct/mean", "kl", "entropy", "time/step_s")
 
 
 class Progress:
-    def __init__(self, total: int, completed: int = 0, enabled: bool = True):
-        self.total, self.completed, self.enabled = total, completed, enabled
+    """Steps done of ``total``; with ``budget_s`` (a wall-clock budget) the bar's total becomes
+    the steps the budget still allows at the latest step's pace, so the ETA is the budget's."""
+
+    def __init__(self, total: int, completed: int = 0, enabled: bool = True, budget_s: float | None = None):
+        self.total, self.completed, self.enabled, self.budget_s = total, completed, enabled, budget_s
         self._bar = None
 
     def __enter__(self) -> "Progress":
@@ -33,7 +36,12 @@ class Progress:
             value = row.get(key)
             if isinstance(value, float) and math.isfinite(value):
                 parts.append(f"{key.split('/')[0] if key != 'time/step_s' else 's/step'}={value:.3g}")
-        self._bar.update(self._task, advance=1, description=" ".join(parts))
+        self.completed += 1
+        total = self.total
+        step_s, spent_s = row.get("time/step_s"), row.get("time/train_s")
+        if self.budget_s and step_s and spent_s is not None:
+            total = min(total, self.completed + math.ceil(max(0.0, self.budget_s - spent_s) / step_s))
+        self._bar.update(self._task, completed=self.completed, total=total, description=" ".join(parts))
 
     def __exit__(self, *exc) -> None:
         if self._bar is not None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal
 
+from envs.curriculum import CurriculumConfig
 from rl.config import EnvConfig, LoraConfig, RewardConfig, RolloutConfig, check, from_dict
 from rl.errors import ConfigError
 
@@ -191,6 +192,7 @@ class TrainConfig:
     algorithm: AlgorithmConfig = field(default_factory=AlgorithmConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     distill: OnPolicyDistillConfig = field(default_factory=OnPolicyDistillConfig)
+    curriculum: CurriculumConfig = field(default_factory=CurriculumConfig)
 
     def __post_init__(self) -> None:
         check(self.max_steps >= 1, "max_steps", f"must be >= 1, got {self.max_steps}")

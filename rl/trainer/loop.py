@@ -24,6 +24,7 @@ from pathlib import Path
 
 import torch
 
+from envs.curriculum import CurriculumSource
 from rl.build import build_engine, build_reward, build_runner, build_task_source, sampling_params
 from rl.errors import ConfigError, RunAborted
 from rl.models import check_model_available, load_policy
@@ -66,6 +67,8 @@ def _resume(run: RunDir, policy, optimizer, scheduler, source, extra=None) -> di
 
 def _check_before_loading(cfg: TrainConfig, resume: bool) -> None:
     check_model_available(cfg.model)
+    if cfg.curriculum.enabled:  # the env must accept every level the curriculum may reach
+        build_task_source(cfg.env, cfg.seed).set_horizon(cfg.curriculum.min_level, cfg.curriculum.max_level)
     for cls in enabled_signals(cfg):
         if hasattr(cls, "check_models"):
             cls.check_models(cfg)
@@ -86,6 +89,8 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
     run.write_config(cfg)
     seed_everything(cfg.seed)
     source = build_task_source(cfg.env, cfg.seed)
+    if cfg.curriculum.enabled:
+        source = CurriculumSource(source, cfg.curriculum, cfg.seed)
     reward_fn = build_reward(cfg.env, cfg.reward)
     policy = load_policy(cfg.model, lora=cfg.lora, dtype=cfg.dtype, device=cfg.device)
     signals = build_signals(cfg, policy)
@@ -100,13 +105,15 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
     params = sampling_params(cfg.rollout, policy.tokenizer)
     runner, close_envs = build_runner(cfg.env, engine, policy.tokenizer, source)
     try:
-        with Progress(cfg.max_steps, start, enabled=cfg.progress) as progress:
+        with Progress(cfg.max_steps, start, enabled=cfg.progress, budget_s=cfg.max_train_s) as progress:
             for step in range(start + 1, cfg.max_steps + 1):
                 if out_of_time():
                     break  # the budget is spent (after the last step, or before a resume)
                 t_step = time.perf_counter()
                 groups, dropped, sampling_metrics = collect(runner, source, cfg, params, step, reward_fn)
                 t_rollout = time.perf_counter() - t_step
+                if cfg.curriculum.enabled:  # before the checkpoint below, which saves the level
+                    sampling_metrics.update(source.observe(groups + dropped))
                 batch = TrainBatch.from_groups(groups, policy, cfg.rollout.temperature, cfg.optim.micro_batch_size,
                                                value_head, cfg.algorithm.filter_truncated, cfg.optim.share_prompt)
                 failure = failure_message(groups + dropped, cfg.max_failed_frac, step)

@@ -1,0 +1,145 @@
+"""``horizon eval``: horizon curves of models, run checkpoints and distilled students, overlaid.
+
+    horizon eval smollm2-135m-instruct runs/distill/model runs/grpo --eval.horizons [1,2,4,8]
+    horizon eval runs/grpo/checkpoints/step_20 --eval.samples 8 --eval.k [1,8]
+
+A target is a built-in model name, a Hugging Face model directory, a distillation output
+directory (its ``model/``), a training run directory (its newest checkpoint; ``RUN@0`` is its
+base model) or one checkpoint ``RUN/checkpoints/step_N``. Every target is scored on the same
+held-out tasks; ``output_dir`` gets ``horizon_curve.json`` (one entry per target: pass@1,
+pass@k, Wilson 95 % intervals, h50 with its interval) and ``horizon_curve.png`` (the overlay).
+Without ``--env.*`` keys or a ``--config``, the env and reward of the first run target are used.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from rl.config import EnvConfig, EvalConfig, RewardConfig, check
+from rl.errors import DataError
+
+
+@dataclass
+class EvalJobConfig:
+    """What ``horizon eval`` scores and where it writes (targets come first on the command line)."""
+
+    targets: list[str] = field(default_factory=list)
+    labels: list[str] = field(default_factory=list)  # names in the JSON and the plot (default: the targets)
+    output_dir: str = "runs/eval"
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
+    env: EnvConfig = field(default_factory=EnvConfig)
+    reward: RewardConfig = field(default_factory=RewardConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+
+    def __post_init__(self) -> None:
+        check(bool(self.targets), "targets", "name one or more models, model dirs, run dirs or checkpoints: "
+              "horizon eval smollm2-135m-instruct runs/my_run")
+        check(not self.labels or len(self.labels) == len(self.targets), "labels",
+              f"give one label per target ({len(self.targets)}) or none, got {len(self.labels)}")
+
+
+@dataclass(frozen=True)
+class Target:
+    """A resolved target: ``kind`` is ``model`` (``path`` is a name or HF dir) or ``run``
+    (``path`` is the run dir, ``step`` the checkpoint: None = newest, 0 = base model)."""
+
+    label: str
+    kind: Literal["model", "run"]
+    path: str
+    step: int | None = None
+
+
+def resolve_target(text: str) -> Target:
+    """Read one command-line target (see the module docstring); raises before any loading when
+    it names nothing horizon can evaluate."""
+    from rl.models import BUILTIN_MODELS
+
+    base, _, at = text.partition("@")
+    step = None
+    if at:
+        check(at.isdigit(), "targets", f"'{text}': the part after @ is a checkpoint step, e.g. runs/x@20")
+        step = int(at)
+    path = Path(base)
+    if path.parent.name == "checkpoints" and path.name.startswith("step_") and (path.parents[1] / "config.yaml").is_file():
+        return Target(text, "run", str(path.parents[1]), int(path.name.removeprefix("step_")))
+    if (path / "config.yaml").is_file() and (path / "checkpoints").is_dir():
+        return Target(text, "run", str(path), step)
+    if (path / "model" / "config.json").is_file():  # a distillation output dir
+        return Target(text, "model", str(path / "model"))
+    if base in BUILTIN_MODELS or (path / "config.json").is_file():
+        return Target(text, "model", base)
+    raise DataError(f"eval target '{text}' is neither a built-in model {list(BUILTIN_MODELS)}, a model dir "
+                    "(config.json), a distillation output (model/), a run dir (config.yaml + checkpoints/) "
+                    "nor a checkpoint (RUN/checkpoints/step_N)")
+
+
+def env_of_first_run(targets: list[Target]) -> tuple[EnvConfig, RewardConfig, str] | None:
+    """The env and reward sections of the first run target's config (None if there is no run)."""
+    from rl.config import load_config
+    from rl.trainer.config import TrainConfig
+
+    for t in targets:
+        if t.kind == "run":
+            run_cfg = load_config(TrainConfig, Path(t.path) / "config.yaml")
+            return run_cfg.env, run_cfg.reward, t.path
+    return None
+
+
+def evaluate_target(target: Target, cfg: EvalJobConfig, engine=None) -> dict[str, Any]:
+    """``evaluate_policy``'s result for one target, with ``"target"`` and (runs) ``"step"``."""
+    from rl.evaluate import evaluate_policy
+    from rl.models import load_policy
+
+    if target.kind == "run":
+        from rl.trainer.run_eval import load_run_policy
+
+        policy, _, step = load_run_policy(target.path, target.step, device=cfg.device)
+    else:
+        policy, step = load_policy(target.path, lora=None, dtype=cfg.dtype, device=cfg.device, trainable=False), None
+    result = evaluate_policy(policy, cfg.env, cfg.eval, cfg.reward, engine=engine)
+    result.update(target=target.label, step=step)
+    return result
+
+
+def run_eval_job(cfg: EvalJobConfig, resume: bool = False) -> Path:
+    """Score every target on the same held-out tasks; returns ``output_dir``. With ``resume``,
+    targets already in ``horizon_curve.json`` (same eval settings) are not scored again."""
+    from rl.config import to_dict
+    from rl.evaluate import plot_horizon_curves
+    from rl.run.io import atomic_write_text
+
+    targets = [resolve_target(t) for t in cfg.targets]  # every target checked before any model loads
+    if cfg.labels:
+        targets = [Target(label, t.kind, t.path, t.step) for label, t in zip(cfg.labels, targets)]
+    out = Path(cfg.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / "horizon_curve.json"
+    settings = {"env": cfg.env.to_raw(), "eval": to_dict(cfg.eval), "reward": to_dict(cfg.reward)}
+    doc = json.loads(path.read_text()) if resume and path.exists() else {}
+    if doc.get("settings") != json.loads(json.dumps(settings)):
+        doc = {"settings": settings, "curves": {}}
+    for target in targets:
+        if target.label in doc["curves"]:
+            continue
+        result = evaluate_target(target, cfg)
+        doc["curves"][target.label] = result
+        atomic_write_text(path, json.dumps(doc, indent=1))
+        print(format_curve(target.label, result))
+    curves = doc["curves"]
+    plot_horizon_curves({k: v["pass@1"] for k, v in curves.items()}, out / "horizon_curve.png",
+                        title=f"held-out horizon curve ({cfg.env.name})",
+                        intervals={k: v["pass@1_ci"] for k, v in curves.items()})
+    return out
+
+
+def format_curve(label: str, result: dict[str, Any]) -> str:
+    """One readable line per target: pass@1 per horizon with intervals, and h50."""
+    cells = "  ".join(f"h{h} {p:.2f} [{lo:.2f},{hi:.2f}]" for (h, p), (lo, hi)
+                      in zip(result["pass@1"].items(), result["pass@1_ci"].values()))
+    lo, hi = result["h50_ci"]
+    h50 = "none" if result["h50"] is None else f"{result['h50']:.2f}"
+    return f"{label}: {cells}  h50 {h50} [{lo}, {hi}{'+' if result['h50_censored'] else ''}]"

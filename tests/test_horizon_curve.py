@@ -1,0 +1,66 @@
+"""pass@k, Wilson intervals and h50 on hand-made data; the held-out split is disjoint by construction."""
+
+import math
+
+import pytest
+
+from envs.base import HELDOUT_EVERY, is_heldout
+from rl.build import build_task_source
+from rl.config import EnvConfig, EvalConfig
+from rl.curve_stats import h50, h50_summary, pass_at_k, wilson_interval
+from rl.evaluate import eval_tasks
+
+
+def test_pass_at_k_matches_the_combinatorial_formula():
+    # n=5, c=2, k=2: 1 - C(3,2)/C(5,2) = 1 - 3/10
+    assert pass_at_k(5, 2, 2) == pytest.approx(0.7)
+    assert pass_at_k(10, 3, 1) == pytest.approx(0.3)  # pass@1 is the fraction correct
+    assert pass_at_k(4, 0, 2) == 0.0 and pass_at_k(4, 3, 2) == 1.0  # n - c < k: a correct one is always drawn
+    assert pass_at_k(100, 1, 10) == pytest.approx(1 - math.comb(99, 10) / math.comb(100, 10))
+    with pytest.raises(ValueError):
+        pass_at_k(4, 1, 5)
+
+
+def test_wilson_interval_hand_worked():
+    # 8/10, z = 1.96: denom 1 + 3.8415/10 = 1.38415; centre (0.8 + 0.19207) / 1.38415 = 0.71673;
+    # half 1.96 * sqrt(0.016 + 0.0096037) / 1.38415 = 0.22659 -> (0.4901, 0.9433)
+    lo, hi = wilson_interval(8, 10)
+    assert lo == pytest.approx(0.4902, abs=2e-4) and hi == pytest.approx(0.9433, abs=2e-4)
+    assert wilson_interval(0, 50)[0] == pytest.approx(0.0, abs=1e-12) and wilson_interval(0, 50)[1] == pytest.approx(0.0714, abs=2e-4)
+    assert wilson_interval(50, 50)[1] == 1.0
+    assert wilson_interval(0, 0) == (0.0, 1.0)
+
+
+def test_h50_interpolates_in_log2_horizon():
+    # 0.7 at h=2, 0.3 at h=4: halfway in log2 -> 2 ** 1.5
+    assert h50({1: 0.9, 2: 0.7, 4: 0.3, 8: 0.0}) == pytest.approx(2 ** 1.5)
+    assert h50({1: 0.4, 2: 0.9}) is None  # the shortest horizon is already below 50 %
+    assert h50({1: 0.9, 2: 0.8}) == 2.0  # never falls below: the longest measured (censored)
+    assert h50({1: 0.5, 2: 0.0}) == 1.0  # exactly 50 % counts as reaching it
+    assert h50({"1": 1.0, "2": 0.8, "4": 0.2}) == pytest.approx(2 ** 1.5)  # JSON string keys
+
+
+def test_h50_interval_comes_from_the_wilson_bound_curves():
+    counts = {1: (45, 50), 2: (35, 50), 4: (15, 50), 8: (0, 50)}
+    s = h50_summary(counts)
+    assert s["h50"] == pytest.approx(2 ** 1.5, abs=1e-3)
+    lower = {h: wilson_interval(*c)[0] for h, c in counts.items()}
+    upper = {h: wilson_interval(*c)[1] for h, c in counts.items()}
+    assert s["low"] == pytest.approx(h50(lower), abs=1e-3) and s["high"] == pytest.approx(h50(upper), abs=1e-3)
+    assert s["low"] < s["h50"] < s["high"] and not s["censored"]
+    assert h50_summary({1: (50, 50), 2: (40, 50)})["censored"]
+
+
+def test_eval_tasks_are_held_out_and_no_training_stream_draws_them():
+    env = EnvConfig(options={"min_horizon": 1, "max_horizon": 3})
+    held = eval_tasks(env, EvalConfig(horizons=[1, 2, 3], tasks_per_horizon=30))
+    prompts = {t.messages[-1]["content"] for ts in held.values() for t in ts}
+    assert all(is_heldout(t) for ts in held.values() for t in ts)
+    assert all(len(ts) == 30 and len({t.messages[-1]["content"] for t in ts}) == 30 for ts in held.values())
+    assert {t.horizon for t in held[2]} == {2}
+    for seed in (0, 1, 987_654):  # any seed, the eval seed included: training never sees them
+        train = build_task_source(env, seed).sample(600)
+        assert not any(is_heldout(t) for t in train)
+        assert not prompts & {t.messages[-1]["content"] for t in train}
+    raw = env.spec.make_source(env.options, 0).sample(2000)  # the split is about 1 in HELDOUT_EVERY
+    assert abs(sum(map(is_heldout, raw)) / len(raw) - 1 / HELDOUT_EVERY) < 0.03

@@ -1,0 +1,68 @@
+"""The main-job recipe end to end on tiny-random (2 RL steps), and ``horizon eval`` on its outputs."""
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "recipes"))
+
+TINY = ["--model", "tiny-random", "--rl_minutes", "5", "--rl.max_steps", "2", "--rl.progress", "false",
+        "--rl.rollout.engine", "hf", "--rl.rollout.prompts_per_step", "2", "--rl.rollout.group_size", "2",
+        "--rl.rollout.max_new_tokens", "8", "--rl.curriculum.min_episodes", "2",
+        "--eval.engine", "hf", "--eval.horizons", "[1, 2]", "--eval.tasks_per_horizon", "3",
+        "--eval.max_new_tokens", "8", "--distill.num_tasks", "8", "--distill.sft.max_steps", "2",
+        "--distill.sft.batch_size", "4", "--distill.progress", "false"]
+
+
+def test_long_horizon_recipe_end_to_end_and_resume(tmp_path, capsys):
+    import long_horizon
+
+    out = tmp_path / "lh"
+    assert long_horizon.main(["--preset", "quick", "--output_dir", str(out), *TINY]) == 0
+    state = json.loads((out / "state.json").read_text())
+    assert list(state) == ["eval_base", "distill", "eval_sft", "rl", "eval_rl", "control", "eval_control"]
+    assert state["distill"]["value"]["steps"] == 2
+    # the control trained for the RL loop's seconds, with a schedule sized from the first SFT's pace
+    rl_rows = [json.loads(line) for line in (out / "rl" / "metrics.jsonl").read_text().splitlines()]
+    assert len(rl_rows) == 2 and "curriculum/level" in rl_rows[-1]
+    assert state["control"]["value"]["budget_s"] == pytest.approx(rl_rows[-1]["time/train_s"])
+    curves = json.loads((out / "eval" / "horizon_curve.json").read_text())["curves"]
+    assert list(curves) == ["base", "SFT", "RL", "SFT-more"]
+    for curve in curves.values():
+        assert set(curve["pass@1"]) == {"1", "2"} and curve["n_per_horizon"] == {"1": 3, "2": 3}
+        assert all(lo <= curve["pass@1"][h] <= hi for h, (lo, hi) in curve["pass@1_ci"].items())
+    assert curves["RL"]["step"] == 2
+    report = (out / "report.md").read_text()
+    assert "| RL |" in report and "RL vs SFT" in report and (out / "rl_training.png").stat().st_size > 0
+    assert (out / "eval" / "horizon_curve.png").stat().st_size > 0
+
+    # a second run resumes: nothing is redone, and a run without --resume refuses the directory
+    capsys.readouterr()
+    assert long_horizon.main(["--preset", "quick", "--output_dir", str(out), *TINY, "--resume"]) == 0
+    assert "=== long_horizon:" not in capsys.readouterr().out
+    assert long_horizon.main(["--preset", "quick", "--output_dir", str(out), *TINY]) == 2
+    assert "pass --resume" in capsys.readouterr().err
+
+    # horizon eval on the run's checkpoint and its base (RUN@0), env taken from the run
+    from rl.cli import main
+
+    assert main(["eval", str(out / "rl"), f"{out / 'rl'}@0", "--output_dir", str(tmp_path / "ev"),
+                 "--eval.engine", "hf", "--eval.horizons", "[1]", "--eval.tasks_per_horizon", "2",
+                 "--eval.max_new_tokens", "4", "--eval.samples", "3", "--eval.k", "[1, 2]"]) == 0
+    doc = json.loads((tmp_path / "ev" / "horizon_curve.json").read_text())
+    run_curve = doc["curves"][str(out / "rl")]
+    assert run_curve["step"] == 2 and doc["curves"][f"{out / 'rl'}@0"]["step"] == 0
+    assert set(run_curve["pass@k"]) == {"1", "2"} and doc["settings"]["env"]["max_horizon"] == 8
+    assert run_curve["pass@k"]["1"]["1"] <= run_curve["pass@k"]["2"]["1"]  # pass@k grows with k
+
+
+def test_eval_rejects_bad_targets_before_loading(tmp_path, capsys):
+    from rl.cli import main
+
+    assert main(["eval", str(tmp_path / "nothing_here")]) == 2
+    assert "neither a built-in model" in capsys.readouterr().err
+    assert main(["eval"]) == 2
+    assert "targets" in capsys.readouterr().err
