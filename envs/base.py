@@ -138,6 +138,9 @@ class SplitSource:
         draws = 0
         while len(out) < n:
             batch = self.source.sample(n - len(out))
+            if not batch:
+                raise DataError(f"the task source ran out after {draws} tasks with {len(out)} of {n} in the "
+                                f"{self.split} split: give it more tasks")
             draws += len(batch)
             out += [t for t in batch if is_heldout(t) == (self.split == "eval")]
             if draws > self.MAX_DRAWS_PER_TASK * n and len(out) < n:

@@ -111,8 +111,15 @@ def run(cfg: LongHorizonConfig, resume: bool) -> Path:
     save_config(cfg, out / "config.yaml")
     stages = Stages(out)
     want = set(cfg.stages)
-    student = str(out / "distill" / "model")
-    targets = {"base": cfg.model}
+    student = str((out / "distill" / "model").resolve())  # absolute: the RL run's config names it
+    made = {"SFT": student, "RL": str(out / "rl"), "SFT-more": str(out / "control")}
+    ready = {"SFT": lambda: (out / "distill" / "model" / "config.json").exists(),
+             "RL": lambda: any((out / "rl" / "checkpoints").glob("step_*")),
+             "SFT-more": lambda: (out / "control" / "model" / "config.json").exists()}
+
+    def targets() -> dict[str, str]:
+        """The models made so far (a stage left out with --stages leaves its model out)."""
+        return {"base": cfg.model, **{k: v for k, v in made.items() if ready[k]()}}
 
     def stage(name: str, fn) -> None:
         if name in want and not stages.done(name):
@@ -121,27 +128,28 @@ def run(cfg: LongHorizonConfig, resume: bool) -> Path:
             value = fn()
             stages.record(name, {"value": value, "minutes": round((time.perf_counter() - t0) / 60, 2)})
 
-    stage("eval_base", lambda: evaluate(cfg, out, targets)["base"]["h50"])
+    stage("eval_base", lambda: evaluate(cfg, out, targets())["base"]["h50"])
     distill_cfg = replace(cfg.distill, model=cfg.model, output_dir=str(out / "distill"), seed=cfg.seed,
                           stages=["traces", "sft"], env=cfg.distill.env)
     stage("distill", lambda: json.loads(Path(distill(distill_cfg, resume=True)).joinpath("summary.json")
                                         .read_text())["sft"])
-    targets["SFT"] = student
-    stage("eval_sft", lambda: evaluate(cfg, out, targets)["SFT"]["h50"])
+    stage("eval_sft", lambda: evaluate(cfg, out, targets())["SFT"]["h50"])
 
     rl_cfg = replace(cfg.rl, model=student, output_dir=str(out / "rl"), seed=cfg.seed,
                      max_train_s=cfg.rl_minutes * 60)
     stage("rl", lambda: str(train(rl_cfg, resume=(out / "rl" / "metrics.jsonl").exists())))
-    targets["RL"] = str(out / "rl")
-    stage("eval_rl", lambda: evaluate(cfg, out, targets)["RL"]["h50"])
+    stage("eval_rl", lambda: evaluate(cfg, out, targets())["RL"]["h50"])
 
     def control() -> dict:
         from rl.run.io import read_jsonl
 
-        rl_rows = list(read_jsonl(out / "rl" / "metrics.jsonl"))
-        seconds = rl_rows[-1]["time/train_s"]
+        if not stages.done("rl") or not stages.done("distill"):
+            raise ConfigError("stage 'control' needs the 'distill' and 'rl' stages done first (its budget is "
+                              "the RL loop's seconds): add them to --stages")
+        seconds = list(read_jsonl(out / "rl" / "metrics.jsonl"))[-1]["time/train_s"]
         sft = stages.state["distill"]["value"]
-        steps = max(1, round(seconds / (sft["time_s"] / max(1, sft["steps"]))))
+        pace_s = (sft.get("train_s") or sft["time_s"]) / max(1, sft["steps"])  # SFT loop seconds per step
+        steps = max(1, round(seconds / pace_s))
         more = replace(cfg.distill, model=student, output_dir=str(out / "control"), seed=cfg.seed + 1000,
                        stages=["traces", "sft"], num_tasks=steps * cfg.distill.sft.batch_size,
                        sft=replace(cfg.distill.sft, max_steps=steps, max_train_s=seconds))
@@ -149,8 +157,7 @@ def run(cfg: LongHorizonConfig, resume: bool) -> Path:
         return {**summary, "budget_s": seconds}
 
     stage("control", control)
-    targets["SFT-more"] = str(out / "control")
-    stage("eval_control", lambda: evaluate(cfg, out, targets)["SFT-more"]["h50"])
+    stage("eval_control", lambda: evaluate(cfg, out, targets())["SFT-more"]["h50"])
     if "report" in want:
         path = write_report(cfg, out, stages.state)
         print(f"report: {path}")

@@ -116,12 +116,15 @@ def run_eval(argv: list[str]) -> int:
     if targets:
         overrides = ["--targets", "[" + ", ".join(repr(t) for t in targets) + "]", *overrides]
     cfg = load_config(EvalJobConfig, config, overrides)
-    if config is None and not any(o.startswith("--env") or o.startswith("--reward") for o in overrides):
+    if config is None:  # each section not given on the command line comes from the first run target
         found = env_of_first_run([resolve_target(t) for t in cfg.targets])
         if found:
             env, reward, run = found
-            cfg = dataclasses.replace(cfg, env=env, reward=reward)
-            print(f"horizon eval: env and reward of {run}: {env.to_raw()}")
+            take_env = not any(o.startswith("--env") for o in overrides)
+            take_reward = not any(o.startswith("--reward") for o in overrides)
+            cfg = dataclasses.replace(cfg, env=env if take_env else cfg.env, reward=reward if take_reward else cfg.reward)
+            if take_env:
+                print(f"horizon eval: env of {run}: {env.to_raw()}")
     print(f"output directory: {run_eval_job(cfg, resume=resume)}")
     return 0
 

@@ -40,7 +40,9 @@ def wilson_interval(successes: float, n: int, z: float = Z95) -> tuple[float, fl
     denom = 1 + z * z / n
     center = (p + z * z / (2 * n)) / denom
     half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
-    return max(0.0, center - half), min(1.0, center + half)
+    low = 0.0 if successes <= 0 else max(0.0, center - half)  # exact ends: float rounding aside
+    high = 1.0 if successes >= n else min(1.0, center + half)
+    return low, high
 
 
 def h50(curve: Mapping[int, float], level: float = 0.5) -> float | None:

@@ -58,16 +58,21 @@ def resolve_target(text: str) -> Target:
     it names nothing horizon can evaluate."""
     from rl.models import BUILTIN_MODELS
 
-    base, _, at = text.partition("@")
+    base, at, step_text = text.rpartition("@")
+    if not at or "/" in step_text or Path(text).exists():  # an @ inside an existing path is part of it
+        base, step_text = text, ""
     step = None
-    if at:
-        check(at.isdigit(), "targets", f"'{text}': the part after @ is a checkpoint step, e.g. runs/x@20")
-        step = int(at)
+    if step_text:
+        check(step_text.isdigit(), "targets", f"'{text}': the part after @ is a checkpoint step, e.g. runs/x@20")
+        step = int(step_text)
     path = Path(base)
-    if path.parent.name == "checkpoints" and path.name.startswith("step_") and (path.parents[1] / "config.yaml").is_file():
-        return Target(text, "run", str(path.parents[1]), int(path.name.removeprefix("step_")))
+    name = path.name.removeprefix("step_")
+    if path.parent.name == "checkpoints" and path.name.startswith("step_") and name.isdigit() \
+            and (path.parents[1] / "config.yaml").is_file():
+        return Target(text, "run", str(path.parents[1]), int(name))
     if (path / "config.yaml").is_file() and (path / "checkpoints").is_dir():
         return Target(text, "run", str(path), step)
+    check(step is None, "targets", f"'{text}': @STEP selects a checkpoint of a run dir; '{base}' is not one")
     if (path / "model" / "config.json").is_file():  # a distillation output dir
         return Target(text, "model", str(path / "model"))
     if base in BUILTIN_MODELS or (path / "config.json").is_file():
@@ -101,8 +106,20 @@ def evaluate_target(target: Target, cfg: EvalJobConfig, engine=None) -> dict[str
     else:
         policy, step = load_policy(target.path, lora=None, dtype=cfg.dtype, device=cfg.device, trainable=False), None
     result = evaluate_policy(policy, cfg.env, cfg.eval, cfg.reward, engine=engine)
-    result.update(target=target.label, step=step)
+    result.update(target=target.label, path=target.path, step=step)
     return result
+
+
+def _step_now(target: Target) -> int | None:
+    """The checkpoint step a target would load now (None for a plain model)."""
+    if target.kind != "run":
+        return None
+    if target.step is not None:
+        return target.step
+    from rl.run.checkpoint import list_checkpoints
+
+    found = list_checkpoints(Path(target.path) / "checkpoints")
+    return int(found[-1].name.removeprefix("step_")) if found else None
 
 
 def run_eval_job(cfg: EvalJobConfig, resume: bool = False) -> Path:
@@ -123,8 +140,9 @@ def run_eval_job(cfg: EvalJobConfig, resume: bool = False) -> Path:
     if doc.get("settings") != json.loads(json.dumps(settings)):
         doc = {"settings": settings, "curves": {}}
     for target in targets:
-        if target.label in doc["curves"]:
-            continue
+        done = doc["curves"].get(target.label)
+        if done and done.get("path") == target.path and done.get("step") == _step_now(target):
+            continue  # the same model at the same checkpoint: scored already
         result = evaluate_target(target, cfg)
         doc["curves"][target.label] = result
         atomic_write_text(path, json.dumps(doc, indent=1))

@@ -109,9 +109,9 @@ def evaluate_policy(policy, env: EnvConfig, cfg: EvalConfig, reward: RewardConfi
                     for e in g.episodes:
                         reward_fn(e)
                     result["verifier_errors"] += sum(e.has_error("verifier") for e in g.episodes)
-                    correct.append(sum(_solved(e) for e in g.episodes))
+                    correct.append((len(g.episodes), sum(_solved(e) for e in g.episodes)))
                 for k in ks:
-                    rate = statistics.fmean(pass_at_k(cfg.samples, c, k) for c in correct)
+                    rate = statistics.fmean(pass_at_k(n, c, k) for n, c in correct)
                     result["pass@k"][k][h] = rate
                     result["pass@k_ci"][k][h] = [round(x, 4) for x in wilson_interval(rate * len(correct),
                                                                                      len(correct))]

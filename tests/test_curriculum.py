@@ -82,3 +82,14 @@ def test_bad_settings_name_the_key():
         CurriculumConfig(start=20, max_level=16)
     with pytest.raises(ConfigError, match="the curriculum owns the horizon"):
         _source().set_horizon(3, 3)
+
+
+def test_curriculum_levels_must_fit_the_env_horizons():
+    from rl.config import load_config
+    from rl.trainer.config import TrainConfig
+
+    with pytest.raises(ConfigError, match="curriculum.max_level"):
+        load_config(TrainConfig, None, ["--curriculum.enabled", "true", "--env.max_horizon", "4"])  # max_level 16
+    cfg = load_config(TrainConfig, None, ["--curriculum.enabled", "true", "--env.max_horizon", "8",
+                                          "--curriculum.max_level", "8"])
+    assert cfg.curriculum.max_level == 8

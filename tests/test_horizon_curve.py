@@ -26,8 +26,9 @@ def test_wilson_interval_hand_worked():
     # half 1.96 * sqrt(0.016 + 0.0096037) / 1.38415 = 0.22659 -> (0.4901, 0.9433)
     lo, hi = wilson_interval(8, 10)
     assert lo == pytest.approx(0.4902, abs=2e-4) and hi == pytest.approx(0.9433, abs=2e-4)
-    assert wilson_interval(0, 50)[0] == pytest.approx(0.0, abs=1e-12) and wilson_interval(0, 50)[1] == pytest.approx(0.0714, abs=2e-4)
-    assert wilson_interval(50, 50)[1] == 1.0
+    assert wilson_interval(0, 50)[0] == 0.0 and wilson_interval(0, 50)[1] == pytest.approx(0.0714, abs=2e-4)
+    assert wilson_interval(50, 50)[1] == 1.0 and wilson_interval(10, 10)[1] == 1.0  # exact ends
+    assert wilson_interval(0, 3)[0] == 0.0
     assert wilson_interval(0, 0) == (0.0, 1.0)
 
 
@@ -64,3 +65,25 @@ def test_eval_tasks_are_held_out_and_no_training_stream_draws_them():
         assert not prompts & {t.messages[-1]["content"] for t in train}
     raw = env.spec.make_source(env.options, 0).sample(2000)  # the split is about 1 in HELDOUT_EVERY
     assert abs(sum(map(is_heldout, raw)) / len(raw) - 1 / HELDOUT_EVERY) < 0.03
+
+
+def test_eval_targets_resolve_before_loading(tmp_path):
+    from rl.errors import ConfigError, DataError
+    from rl.eval_job import resolve_target
+
+    run = tmp_path / "run@v2"  # an @ inside a path is part of the path
+    (run / "checkpoints" / "step_4").mkdir(parents=True)
+    (run / "config.yaml").write_text("model: tiny-random\n")
+    assert resolve_target(str(run)).kind == "run" and resolve_target(str(run)).step is None
+    assert resolve_target(f"{run}@0").step == 0 and resolve_target(f"{run}@0").path == str(run)
+    assert resolve_target(str(run / "checkpoints" / "step_4")).step == 4
+    (tmp_path / "student" / "model").mkdir(parents=True)
+    (tmp_path / "student" / "model" / "config.json").write_text("{}")
+    assert resolve_target(str(tmp_path / "student")).path == str(tmp_path / "student" / "model")
+    assert resolve_target("tiny-random").kind == "model"
+    with pytest.raises(ConfigError, match="@STEP selects a checkpoint"):
+        resolve_target("tiny-random@3")
+    with pytest.raises(ConfigError, match="checkpoint step"):
+        resolve_target(f"{run}@last")
+    with pytest.raises(DataError, match="neither a built-in model"):
+        resolve_target(str(tmp_path / "missing"))

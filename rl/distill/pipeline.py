@@ -190,6 +190,7 @@ def build_sft_trainer(cfg: DistillConfig, dataset, out_dir: Path):
 def time_budget_callback(budget_s: float):
     """A transformers ``TrainerCallback`` that ends training after the first optimizer step at
     which ``budget_s`` seconds of training have passed (the Trainer saves its final state then).
+    The clock starts with each ``train()`` call: a resumed SFT gets the whole budget again.
     transformers has step and epoch budgets but no wall-clock one, hence this."""
     from transformers import TrainerCallback
 
@@ -208,13 +209,14 @@ def time_budget_callback(budget_s: float):
 def sft_student(cfg: DistillConfig, dataset, out_dir: Path, resume: bool = False) -> dict[str, Any]:
     """Fine-tune the student on ``dataset``; save ``adapter/`` and the merged ``model/``.
 
-    Returns ``{"model", "adapter", "steps", "loss_first", "loss_last", "time_s"}`` (losses are
-    TRL's logged training losses over the first and last logging windows).
+    Returns ``{"model", "adapter", "steps", "loss_first", "loss_last", "time_s", "train_s"}``
+    (losses are TRL's logged training losses over the first and last logging windows; ``train_s``
+    is the training loop's own seconds in this call, ``time_s`` adds loading and saving).
     """
     t0 = time.perf_counter()
     trainer = build_sft_trainer(cfg, dataset, out_dir)
     has_checkpoint = any((out_dir / "sft").glob("checkpoint-*"))
-    trainer.train(resume_from_checkpoint=True if resume and has_checkpoint else None)
+    output = trainer.train(resume_from_checkpoint=True if resume and has_checkpoint else None)
     losses = [row["loss"] for row in trainer.state.log_history if "loss" in row]
     model = trainer.model
     tokenizer = trainer.processing_class
@@ -231,7 +233,8 @@ def sft_student(cfg: DistillConfig, dataset, out_dir: Path, resume: bool = False
     atomic_write_dir(model_dir, save_model)
     return {"model": str(model_dir), "adapter": str(adapter_dir) if cfg.lora.r > 0 else None,
             "steps": trainer.state.global_step, "loss_first": losses[0] if losses else None,
-            "loss_last": losses[-1] if losses else None, "time_s": time.perf_counter() - t0}
+            "loss_last": losses[-1] if losses else None, "time_s": time.perf_counter() - t0,
+            "train_s": output.metrics.get("train_runtime")}
 
 
 # ---------------------------------------------------------------- pipeline

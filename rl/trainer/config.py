@@ -211,6 +211,11 @@ class TrainConfig:
         check(self.algorithm.overlong_buffer <= self.rollout.max_new_tokens, "algorithm.overlong_buffer",
               f"must be <= rollout.max_new_tokens ({self.rollout.max_new_tokens}), got "
               f"{self.algorithm.overlong_buffer}")
+        cur, opts = self.curriculum, self.env.options
+        if cur.enabled and hasattr(opts, "min_horizon") and hasattr(opts, "max_horizon"):
+            check(opts.min_horizon <= cur.min_level and cur.max_level <= opts.max_horizon, "curriculum.max_level",
+                  f"the curriculum's levels [{cur.min_level}, {cur.max_level}] must lie inside the env's horizons "
+                  f"[env.min_horizon, env.max_horizon] = [{opts.min_horizon}, {opts.max_horizon}]")
         from rl.trainer.credit import check_signals
 
         check_signals(self)
