@@ -54,3 +54,23 @@ def test_sigkill_then_resume_gives_identical_metrics(reference, tmp_path, kill_a
     assert [r["step"] for r in rows] == [1, 2, 3, 4]
     assert rows == reference
     assert reference[-1]["grad_norm"] > 0  # the compared runs really trained
+
+
+CURRICULUM = ["--curriculum.enabled", "true", "--curriculum.start", "3", "--curriculum.min_level", "2",
+              "--curriculum.max_level", "3", "--curriculum.width", "2", "--curriculum.window", "6",
+              "--curriculum.min_episodes", "3", "--curriculum.up", "0.3", "--curriculum.down", "0.1"]
+
+
+@pytest.mark.slow
+def test_curriculum_state_resumes_exactly(tmp_path):
+    """The curriculum's level, histories and draw count travel in the checkpoint: a run killed
+    mid-step and resumed draws the same horizons and logs the same curriculum metrics."""
+    ref = tmp_path / "ref"
+    assert _run(ref, *CURRICULUM).returncode == 0
+    expected = _comparable(read_jsonl(ref / "metrics.jsonl"))
+    assert all("curriculum/level" in r for r in expected)
+    killed = _run(tmp_path / "run", *CURRICULUM, kill_at="after_update:3")
+    assert killed.returncode == -signal.SIGKILL
+    resumed = _run(tmp_path / "run", *CURRICULUM, "--resume")
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert _comparable(read_jsonl(tmp_path / "run" / "metrics.jsonl")) == expected
