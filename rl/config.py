@@ -167,7 +167,9 @@ class RewardConfig:
     format_weight: float = 0.1
     # wall-clock limit per verifier call, run in a worker process; 0 = call it in-process
     verifier_timeout_s: float = 10.0
-    prm: str | None = None  # a PRM saved by `horizon prm` / recipes/train_prm.py: dense step rewards
+    # dense step rewards: a PRM saved by `horizon prm` / recipes/train_prm.py, or "exact" for the
+    # env's exact step labels (envs whose spec has step_labels, e.g. chain_math)
+    prm: str | None = None
     process_weight: float = 0.5  # advantage = (1 - w) * outcome + w * process (DeepSeekMath)
     prm_batch_size: int = 16
 

@@ -144,3 +144,29 @@ def test_check_signals_accepts_every_preset_alone():
 
     for name in ALGORITHM_PRESETS:
         check_signals(load_config(TrainConfig, None, ["--algorithm", name]))
+
+
+def test_exact_step_labels_are_the_step_rewards():
+    """reward.prm: exact: the env's exact labels become step rewards (1/0); an episode whose labels
+    do not cover its steps gets none, so the process signal falls back and counts it."""
+    from rewards.prm.scorer import ExactLabelScorer
+
+    episodes = []
+    for labels, n_steps in (([True, False], 2), ([True], 2)):
+        ep = _episode("a\nb")
+        ep.turns[0].steps = [Step("x", 0, 1), Step("y", 1, 2)][:n_steps]
+        ep.reward, ep.step_labels = 1.0, labels
+        episodes.append(ep)
+    groups = [EpisodeGroup(TASK, episodes)]
+    ExactLabelScorer().score(groups)
+    assert episodes[0].step_rewards == [1.0, 0.0] and episodes[1].step_rewards is None
+    credit = assign_credit(_batch(groups), [ProcessReward(ExactLabelScorer(), 1.0)])
+    assert credit.metrics["prm/fallback_samples"] == 1.0
+    assert credit.advantages[0][2:].tolist() != [0.0, 0.0] and credit.advantages[1].abs().sum() == 0
+
+
+def test_exact_process_reward_needs_an_env_with_labels():
+    cfg = load_config(TrainConfig, None, ["--reward.prm", "exact"])  # chain_math has exact labels
+    assert cfg.reward.prm == "exact"
+    with pytest.raises(ConfigError, match="has none"):
+        load_config(TrainConfig, None, ["--reward.prm", "exact", "--env.name", "test_user_env:SPEC"])

@@ -37,3 +37,21 @@ class PRMScorer:
                 for episode in chunk:
                     episode.step_rewards = None
                     episode.record_error("prm", f"{type(e).__name__}: {e}")
+
+
+class ExactLabelScorer:
+    """The env's exact step labels as step rewards (1.0 a correct step, 0.0 a wrong one): a PRM
+    that is never wrong, for envs that know their labels (``reward.prm: exact``). It bounds what
+    a learned PRM can add, and is the dense signal itself where labels are free (synthetic tasks)."""
+
+    name = "exact"
+
+    def score(self, groups: list[EpisodeGroup]) -> None:
+        """Set ``step_rewards`` from ``step_labels`` (set by the reward function) on every scored
+        episode whose labels cover its steps; others keep none (the signal then gives them no
+        process credit and counts them in ``prm/fallback_samples``)."""
+        for group in groups:
+            for episode in group.scored:
+                labels = episode.step_labels
+                ok = bool(labels) and len(labels) == len(episode.steps)
+                episode.step_rewards = [float(x) for x in labels] if ok else None

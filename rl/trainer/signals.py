@@ -211,13 +211,21 @@ class ProcessReward:
 
     @staticmethod
     def check(cfg) -> None:
+        if cfg.reward.prm == "exact":
+            check(cfg.env.spec.step_labels is not None, "reward.prm",
+                  f"'exact' takes the env's exact step labels, and env '{cfg.env.name}' has none: "
+                  "train a PRM with recipes/train_prm.py and pass its directory")
+            return
         check(Path(cfg.reward.prm, "prm_config.json").is_file(), "reward.prm",
-              f"'{cfg.reward.prm}' is not a saved PRM (no prm_config.json): train one with recipes/train_prm.py")
+              f"'{cfg.reward.prm}' is not a saved PRM (no prm_config.json): train one with recipes/train_prm.py, "
+              "or use 'exact' for the env's exact step labels")
 
     @classmethod
     def build(cls, cfg, policy) -> "ProcessReward":
-        from rewards.prm.scorer import PRMScorer
+        from rewards.prm.scorer import ExactLabelScorer, PRMScorer
 
+        if cfg.reward.prm == "exact":
+            return cls(ExactLabelScorer(), cfg.reward.process_weight)
         scorer = PRMScorer(cfg.reward.prm, device=cfg.device, dtype=cfg.dtype, batch_size=cfg.reward.prm_batch_size)
         return cls(scorer, cfg.reward.process_weight)
 
