@@ -88,7 +88,7 @@ def evaluate(cfg: LongHorizonConfig, out: Path, targets: dict[str, str]) -> dict
     from rl.eval_job import EvalJobConfig, run_eval_job
 
     job = EvalJobConfig(targets=list(targets.values()), labels=list(targets), output_dir=str(out / "eval"),
-                        env=cfg.rl.env, reward=cfg.rl.reward, eval=cfg.eval)
+                        env=cfg.rl.env, reward=replace(cfg.rl.reward, prm=None), eval=cfg.eval)  # no PRM in evals
     run_eval_job(job, resume=True)
     return json.loads((out / "eval" / "horizon_curve.json").read_text())["curves"]
 
