@@ -89,13 +89,18 @@ def evaluate_policy(policy, env: EnvConfig, cfg: EvalConfig, reward: RewardConfi
         result.update({"samples": cfg.samples, "temperature": cfg.temperature,
                        "pass@k": {k: {} for k in ks}, "pass@k_ci": {k: {} for k in ks}})
     counts: dict[int, tuple[int, int]] = {}
+
+    def score(episodes) -> int:
+        """Score ``episodes`` in place, count verifier failures; returns how many were solved."""
+        for e in episodes:
+            reward_fn(e)
+        result["verifier_errors"] += sum(e.has_error("verifier") for e in episodes)
+        return sum(_solved(e) for e in episodes)
+
     try:
         for h, tasks in eval_tasks(env, cfg).items():
             episodes = [g.episodes[0] for g in runner.run(tasks, 1, greedy)]
-            for e in episodes:
-                reward_fn(e)
-            result["verifier_errors"] += sum(e.has_error("verifier") for e in episodes)
-            solved = sum(_solved(e) for e in episodes)
+            solved = score(episodes)
             counts[h] = (solved, len(episodes))
             result["n_per_horizon"][h] = len(episodes)
             result["pass@1"][h] = solved / len(episodes)
@@ -104,12 +109,7 @@ def evaluate_policy(policy, env: EnvConfig, cfg: EvalConfig, reward: RewardConfi
                                      "completion": episodes[0].final_text, "answer": tasks[0].answer}
             if ks:
                 groups = runner.run(tasks, cfg.samples, sampled.with_seed(cfg.seed + h))
-                correct = []
-                for g in groups:
-                    for e in g.episodes:
-                        reward_fn(e)
-                    result["verifier_errors"] += sum(e.has_error("verifier") for e in g.episodes)
-                    correct.append((len(g.episodes), sum(_solved(e) for e in g.episodes)))
+                correct = [(len(g.episodes), score(g.episodes)) for g in groups]
                 for k in ks:
                     rate = statistics.fmean(pass_at_k(n, c, k) for n, c in correct)
                     result["pass@k"][k][h] = rate
