@@ -98,6 +98,11 @@ class EnvSpec:
     - ``step_labels(task, step_texts) -> list[bool]``: exact per-step correctness, when the env
       knows it (PRM labels are measured against it).
     - ``oracle(task) -> str``: an exact solution (a programmatic teacher for distillation).
+    - ``heldout(task) -> bool``: the env's own rule for its held-out split (e.g. the rows of a
+      dataset's eval file); None: ``is_heldout``, a hash of the prompt (one task in ten).
+    - ``reward_terms(options) -> {name: (weight, fn(task, episode) -> float)}``: extra reward
+      terms beside ``outcome`` and ``format`` (e.g. partial credit), weighted from the env's
+      options, logged even at weight 0; each ``fn`` is picklable (it runs like the verifier).
     """
 
     name: str
@@ -108,6 +113,8 @@ class EnvSpec:
     step_separator: str = STEP_SEPARATOR
     step_labels: Callable[[Task, list[str]], list[bool]] | None = None
     oracle: Callable[[Task], str] | None = None
+    heldout: Callable[[Task], bool] | None = None
+    reward_terms: Callable[[Any], dict[str, tuple[float, Callable[[Task, Episode], float]]]] | None = None
 
 
 def is_heldout(task: Task) -> bool:
@@ -128,10 +135,12 @@ class SplitSource:
 
     MAX_DRAWS_PER_TASK = 1000
 
-    def __init__(self, source: TaskSource, split: str):
+    def __init__(self, source: TaskSource, split: str, heldout: Callable[[Task], bool] | None = None):
+        """``heldout``: which tasks are held out (default ``is_heldout``, the prompt-hash rule)."""
         if split not in ("train", "eval"):
             raise ValueError(f"split must be 'train' or 'eval', got {split!r}")
         self.source, self.split = source, split
+        self.heldout = heldout or is_heldout
 
     def sample(self, n: int) -> list[Task]:
         out: list[Task] = []
@@ -142,11 +151,11 @@ class SplitSource:
                 raise DataError(f"the task source ran out after {draws} tasks with {len(out)} of {n} in the "
                                 f"{self.split} split: give it more tasks")
             draws += len(batch)
-            out += [t for t in batch if is_heldout(t) == (self.split == "eval")]
+            out += [t for t in batch if self.heldout(t) == (self.split == "eval")]
             if draws > self.MAX_DRAWS_PER_TASK * n and len(out) < n:
                 raise DataError(
                     f"the env's {self.split} split is (nearly) empty: {len(out)} of {draws} drawn tasks "
-                    f"fell in it; widen the env's options (e.g. env.max_horizon) so it has more distinct tasks")
+                    f"fell in it; widen the env's options (e.g. env.max_horizon, or env.train_fraction for humaneval) so that split has more distinct tasks")
         return out
 
     def set_horizon(self, low: int, high: int | None = None) -> None:

@@ -20,6 +20,10 @@ from rl.errors import ConfigError
 
 BUILTIN: dict[str, str] = {
     "chain_math": "envs.chain_math:SPEC",
+    "reasoning_gym": "envs.reasoning_gym:SPEC",
+    "dataset": "envs.datasets:SPEC",
+    "humaneval": "envs.code:SPEC",
+    "needle": "envs.needle:SPEC",
 }
 
 

@@ -27,13 +27,14 @@ class RewardFunction:
     terms: dict[str, tuple[float, Term]] = field(default_factory=dict)
     step_labeler: Callable[[Task, list[str]], list[bool]] | None = None
 
-    def __call__(self, episode: Episode) -> None:
-        """Score ``episode`` in place (reward, reward_terms, outcome, step_labels, errors)."""
+    def __call__(self, episode: Episode, outcome: Outcome | None = None) -> None:
+        """Score ``episode`` in place (reward, reward_terms, outcome, step_labels, errors);
+        ``outcome``: the verifier's verdict when it was already computed (``score_many``)."""
         if episode.has_error("env"):
             episode.reward = None  # the env broke: its trajectory is not a valid sample
             return
         try:
-            outcome = self.verifier(episode.task, episode)
+            outcome = outcome if outcome is not None else self.verifier(episode.task, episode)
             if outcome.error is not None:
                 raise RuntimeError(outcome.error)
             if not math.isfinite(outcome.score):
@@ -54,3 +55,17 @@ class RewardFunction:
         episode.outcome = outcome
         episode.reward_terms = values
         episode.reward = total
+
+    def score_many(self, episodes: list[Episode]) -> None:
+        """Score every episode in place, as calling this object on each would; a verifier with
+        ``verify_many(items)`` (the code sandbox's process pool) gets them all in one call."""
+        verify_many = getattr(self.verifier, "verify_many", None)
+        live = [e for e in episodes if not e.has_error("env")]
+        outcomes: dict[int, Outcome] = {}
+        if verify_many is not None and len(live) > 1:
+            try:
+                outcomes = dict(zip(map(id, live), verify_many([(e.task, e) for e in live])))
+            except Exception:  # noqa: BLE001 - then each episode is verified alone and its error recorded
+                outcomes = {}
+        for episode in episodes:
+            self(episode, outcomes.get(id(episode)))

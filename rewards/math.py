@@ -1,20 +1,23 @@
-"""Final-answer verification for math-like tasks: extraction, equivalence, format.
+"""Final-answer verification for math-like tasks: equivalence and the outcome verifier.
 
 Shared by every env whose reference answer is a number or a formula (chain_math,
-question/answer datasets, ...).
+question/answer datasets, ...). Reading what the model wrote (tags, boxes, Unicode, thousands
+separators, units, percent) lives in ``rewards.answer_formats``; its public names are
+re-exported here.
 
-- ``extract_answer``: the last final answer in the text: ``\\boxed{...}``, ``#### x`` or
-  "the answer is x" / "Answer: x".
-- ``answers_equivalent``: exact rational comparison when both sides are plain numbers, else
+- ``extract_answer``: the final answer stated in a text (``<answer>`` tags first, then the
+  last of ``\\boxed{...}``, ``#### x``, "the answer is x"); see ``rewards.answer_formats``.
+- ``answers_equivalent``: exact rational comparison when both sides read as numbers, else
   ``math-verify`` (LaTeX, sets, intervals, ...), else a guarded sympy comparison.
-- ``format_score``: the separate format reward term (1.0 when the text ends in ``#### x`` or
-  ``\\boxed{...}``).
+- ``format_score``: the format term for ``#### x`` / ``\\boxed{...}`` on the last line;
+  ``TagFormat``: the format term for ``<think>...</think><answer>...</answer>``.
 - ``MathVerifier``: the verifier callable ``(task, episode) -> Outcome``.
 
 Example::
 
     extract_answer("7 + 5 = 12\\n#### 12")           # "12"
     answers_equivalent("\\\\frac{1}{2}", "0.5")       # True
+    answers_equivalent("50%", "0.5")                 # True (see PercentPolicy)
     MathVerifier()(task, episode)                    # Outcome(score=1.0, correct=True, ...)
 """
 
@@ -22,7 +25,8 @@ from __future__ import annotations
 
 import re
 import threading
-from fractions import Fraction
+from dataclasses import dataclass
+from typing import Literal
 
 import math_verify
 import sympy
@@ -33,55 +37,69 @@ from sympy.parsing.sympy_parser import (
     standard_transformations,
 )
 
+from rewards.answer_formats import (
+    NumericAnswer,
+    TagFormat,
+    extract_answer,
+    format_score,
+    normalize_unicode,
+    parse_number,
+)
 from rl.errors import VerifierError
 from rl.types import Episode, Outcome, Task
 
+__all__ = ["MathVerifier", "NumericAnswer", "PercentPolicy", "TagFormat", "answers_equivalent",
+           "extract_answer", "format_score", "normalize_unicode", "parse_number"]
+
 _TIMEOUT_S = 5  # math-verify's own per-call timeout; usable only in the main thread
 
+PercentPolicy = Literal["either", "value", "number"]
+"""How ``p%`` on one side compares with a number without ``%`` on the other. (When both
+sides carry ``%``, or neither does, the written numbers are compared: ``50%`` is ``50 %``,
+not ``0.5%``.)
 
-def extract_answer(text: str) -> str | None:
-    """The last final answer in ``text``, or None when it states none. Never raises.
-
-    Accepted forms, the one that starts last wins: ``\\boxed{...}`` / ``\\fbox{...}`` (nested
-    braces; an unclosed box is ignored), ``#### x`` (x runs to the end of the line), and
-    "answer is x" / "answer: x" (case-insensitive; x runs to the end of the line or of the
-    sentence). Surrounding whitespace, markdown bold and a trailing full stop are removed.
-    """
-    candidates: list[tuple[int, str]] = []
-    closing = _matching_braces(text)
-    for m in _BOXED.finditer(text):
-        end = closing.get(m.end() - 1)
-        if end is not None:
-            candidates.append((m.start(), text[m.end():end]))
-    for m in _HASHES.finditer(text):
-        candidates.append((m.start(), m.group(1)))
-    for m in _ANSWER_IS.finditer(text):
-        candidates.append((m.start(), _cut_sentence(m.group(1))))
-    for _, raw in sorted(candidates, key=lambda c: c[0], reverse=True):
-        answer = _clean(raw)
-        if answer:
-            return answer
-    return None
+- ``"either"`` (default): ``p%`` equals ``p`` and ``p/100``; ``50%`` matches gold ``50`` (the
+  question asked "what percent") and gold ``0.5`` (it asked for a fraction). The question is
+  not known here, so both readings are accepted; ``50%`` never matches ``5`` or ``0.05``.
+- ``"value"``: ``p%`` is the number ``p/100`` only (``50%`` = ``0.5`` = ``1/2``, not ``50``).
+- ``"number"``: the sign is ignored (``50%`` = ``50`` only).
+"""
+_PERCENT_POLICIES = ("either", "value", "number")
 
 
-def answers_equivalent(pred: str, gold: str) -> bool:
+def answers_equivalent(pred: str, gold: str, *, percent: PercentPolicy = "either") -> bool:
     """Whether the predicted answer equals the gold answer (both are extracted answers).
 
-    1. Both plain numbers (integers, decimals, ``a/b``, thousands commas, unicode minus):
-       exact rational equality, so ``0.33`` is not ``1/3``.
+    Both sides are first passed through ``normalize_unicode``. Never raises on model text.
+
+    1. Both read as numbers by ``parse_number`` (thousands separators, ``1.5e3``,
+       ``\\frac{3}{4}``, mixed numbers, units, currency, ...): exact rational equality, so
+       ``0.33`` is not ``1/3``, ``1,234`` is ``1234`` and not ``1.234``; a percentage on one
+       side only is compared by ``percent`` (``PercentPolicy``).
     2. Identical strings after whitespace normalisation: equal.
     3. ``math_verify.parse`` on each side, wrapped in ``$...$`` when it has no math
-       delimiters (a bare ``2*w`` would parse as ``2``), then ``math_verify.verify``. Its
-       signal-based timeouts are used only in the main thread.
+       delimiters (a bare ``2*w`` would parse as ``2``), then ``math_verify.verify``; a side
+       that reads as a number (no ``%``) is given to it as an exact ``\\frac{p}{q}``. Its
+       signal-based timeouts are used only in the main thread, so a side whose value could
+       explode (``99999!``, ``\\binom{10^8}{..}``, ``10^{10^{10}}``, a 4-digit exponent) skips
+       math-verify and goes to step 4.
     4. When math-verify yields no expression for a side: sympy, on strings made only of
        numbers, operators, one-letter symbols and a few function names, with huge powers
        refused; a string sympy cannot parse counts as not equal.
     """
-    pred_num, gold_num = _as_number(pred), _as_number(gold)
+    if percent not in _PERCENT_POLICIES:
+        raise ValueError(f"percent must be one of {_PERCENT_POLICIES}, got {percent!r}")
+    if not isinstance(pred, str) or not isinstance(gold, str):
+        return False
+    pred, gold = normalize_unicode(pred), normalize_unicode(gold)
+    pred_num, gold_num = parse_number(pred), parse_number(gold)
     if pred_num is not None and gold_num is not None:
-        return pred_num == gold_num
+        return _numbers_match(pred_num, gold_num, percent)
     if " ".join(pred.split()) == " ".join(gold.split()):
         return bool(pred.strip())
+    pred, gold = _exact_latex(pred, pred_num), _exact_latex(gold, gold_num)
+    if _EXPLOSIVE.search(pred) or _EXPLOSIVE.search(gold):
+        return _sympy_equal(pred, gold)
     timeout = _TIMEOUT_S if threading.current_thread() is threading.main_thread() else None
     gold_parsed = math_verify.parse(_as_latex(gold), parsing_timeout=timeout)
     pred_parsed = math_verify.parse(_as_latex(pred), parsing_timeout=timeout)
@@ -90,89 +108,55 @@ def answers_equivalent(pred: str, gold: str) -> bool:
     return _sympy_equal(pred, gold)
 
 
-def format_score(text: str) -> float:
-    """1.0 when the last non-empty line holds a final answer as ``#### x`` (x non-empty) or a
-    closed ``\\boxed{...}``, else 0.0. Text after the final answer line costs the point."""
-    lines = [line for line in text.split("\n") if line.strip()]
-    if not lines:
-        return 0.0
-    last = lines[-1]
-    if any(m.group(1).strip() for m in _HASHES.finditer(last)):
-        return 1.0
-    closing = _matching_braces(last)
-    return 1.0 if any(m.end() - 1 in closing for m in _BOXED.finditer(last)) else 0.0
-
-
+@dataclass(frozen=True)
 class MathVerifier:
-    """Outcome verifier: the last final answer of the episode's last turn against ``task.answer``.
+    """Outcome verifier: the final answer of the episode's last turn against ``task.answer``.
 
     Score 1.0 when equivalent, else 0.0 (also when no answer was found: ``extracted`` is
-    None). Raises ``VerifierError`` on a task without a reference answer; other failures
-    propagate for the caller to record on the episode.
+    None). ``answer_tag`` is the tag ``extract_answer`` reads first (None: no tags);
+    ``percent`` is the ``PercentPolicy``. Raises ``VerifierError`` on a task without a
+    reference answer; other failures propagate for the caller to record on the episode.
     """
+
+    answer_tag: str | None = "answer"
+    percent: PercentPolicy = "either"
+
+    def __post_init__(self) -> None:
+        if self.percent not in _PERCENT_POLICIES:
+            raise ValueError(f"MathVerifier.percent must be one of {_PERCENT_POLICIES}, "
+                             f"got {self.percent!r}")
 
     def __call__(self, task: Task, episode: Episode) -> Outcome:
         gold = task.answer.strip()
         if not gold:
             raise VerifierError(f"task {task.id} has an empty answer: MathVerifier needs one")
-        extracted = extract_answer(episode.final_text)
-        correct = extracted is not None and answers_equivalent(extracted, gold)
+        extracted = extract_answer(episode.final_text, answer_tag=self.answer_tag)
+        correct = extracted is not None and answers_equivalent(extracted, gold,
+                                                               percent=self.percent)
         return Outcome(score=1.0 if correct else 0.0, correct=correct,
                        details={"extracted": extracted, "gold": gold})
 
 
-_BOXED = re.compile(r"\\(?:boxed|fbox)\s*\{")
-_HASHES = re.compile(r"#{4,}[ \t]*([^\n]*)")
-_ANSWER_IS = re.compile(r"\banswer\b[ \t]*(?:\bis\b[ \t]*:?|:)[ \t]*([^\n]*)", re.IGNORECASE)
-_SENTENCE_END = re.compile(r"[.;!?](?=\s|$)")
+_EXPLOSIVE = re.compile(r"\d{5,}\s*!|\\binom\s*\{?\s*\d{5,}|\^\s*\{[^{}]*\^|\^\s*\([^()]*\^"
+                        r"|\^\s*\d+\s*\^|(?:\^|\*\*)\s*[{(]?\s*[+-]?\d{4,}")
 
 
-def _matching_braces(text: str) -> dict[int, int]:
-    """Index of each ``{`` that is closed -> index of its ``}`` (one linear pass)."""
-    stack: list[int] = []
-    pairs: dict[int, int] = {}
-    for i, ch in enumerate(text):
-        if ch == "{":
-            stack.append(i)
-        elif ch == "}" and stack:
-            pairs[stack.pop()] = i
-    return pairs
+def _numbers_match(a: NumericAnswer, b: NumericAnswer, percent: PercentPolicy) -> bool:
+    if a.percent == b.percent:
+        return a.number == b.number
+    p, x = (a, b) if a.percent else (b, a)
+    readings = {"either": (p.number, p.value), "value": (p.value,), "number": (p.number,)}
+    return x.number in readings[percent]
 
 
-def _cut_sentence(s: str) -> str:
-    s = s.strip()
-    for opener, closer in (("$$", "$$"), ("$", "$"), ("\\(", "\\)"), ("\\[", "\\]")):
-        if s.startswith(opener):
-            end = s.find(closer, len(opener))
-            return s[len(opener):end] if end > 0 else s[len(opener):]
-    m = _SENTENCE_END.search(s)
-    return s[: m.start()] if m else s
-
-
-def _clean(s: str) -> str:
-    s = s.strip()
-    while s.startswith("**") and s.endswith("**") and len(s) >= 4:
-        s = s[2:-2].strip()
-    return s.rstrip(".").strip()
-
-
-_PLAIN_NUMBER = re.compile(r"[+-]?(?:(?:[0-9]{1,3}(?:,[0-9]{3})+|[0-9]+)(?:\.[0-9]+)?|\.[0-9]+)")
-_MAX_DIGITS = 1000
-
-
-def _as_number(s: str) -> Fraction | None:
-    s = s.strip().replace("\u2212", "-")
-    if s.startswith("$") and s.endswith("$"):
-        s = s.strip("$").strip()
-    if len(s) > _MAX_DIGITS:
-        return None
-    parts = s.split("/")
-    if len(parts) > 2 or not all(_PLAIN_NUMBER.fullmatch(p.strip()) for p in parts):
-        return None
-    try:
-        return Fraction(*(Fraction(p.strip().replace(",", "")) for p in parts))
-    except (ValueError, ZeroDivisionError):
-        return None
+def _exact_latex(s: str, num: NumericAnswer | None) -> str:
+    if num is None or num.percent:
+        return s
+    v = num.number
+    if v.denominator == 1:
+        return str(v.numerator)
+    sign = "-" if v < 0 else ""
+    return f"{sign}\\frac{{{abs(v.numerator)}}}{{{v.denominator}}}"
 
 
 def _as_latex(s: str) -> str:

@@ -6,7 +6,9 @@ names a concrete env.
 
 from __future__ import annotations
 
+import dataclasses
 import sys
+from pathlib import Path
 
 from rl.config import EnvConfig, RewardConfig, RolloutConfig
 from rl.rollout.base import SamplingParams
@@ -15,21 +17,38 @@ from rl.rollout.base import SamplingParams
 def build_task_source(env: EnvConfig, seed: int, split: str = "train"):
     """The seeded ``TaskSource`` of the env ``env.name`` names, with ``env``'s options, keeping
     only the tasks of ``split`` (``train`` or ``eval``: ``envs.base.SplitSource``, disjoint by
-    construction)."""
+    construction; the spec's ``heldout`` rule when it has one, else the prompt hash)."""
     from envs.base import SplitSource
 
-    return SplitSource(env.spec.make_source(env.options, seed), split)
+    spec = env.spec
+    return SplitSource(spec.make_source(resolved_options(env.options), seed), split, heldout=spec.heldout)
+
+
+def resolved_options(options):
+    """``options`` with a ``tokenizer`` option that names a built-in model replaced by the model's
+    local directory (built on first use): envs load tokenizers from directories, since they do not
+    import ``rl.models`` (the needle env counts its lengths in tokens)."""
+    name = getattr(options, "tokenizer", None)
+    if not isinstance(name, str) or Path(name).expanduser().is_dir():
+        return options
+    from rl.models import BUILTIN_MODELS, resolve_model_path
+
+    if name not in BUILTIN_MODELS:
+        return options
+    return dataclasses.replace(options, tokenizer=str(resolve_model_path(name)))
 
 
 def build_reward(env: EnvConfig, reward: RewardConfig):
     """The ``RewardFunction`` of ``env``'s spec: its verifier (in a worker process with a
-    timeout unless ``reward.verifier_timeout_s`` is 0), its format term (logged even at weight
-    0) and its exact step labels, when it has them."""
+    timeout unless ``reward.verifier_timeout_s`` is 0), its format term and its own extra terms
+    (``spec.reward_terms``, isolated like the verifier; all logged even at weight 0) and its
+    exact step labels, when it has them."""
     from rewards.compose import RewardFunction
 
     spec = env.spec
     verifier = spec.verifier
-    if reward.verifier_timeout_s > 0:
+    # a verifier that sandboxes and times out its own work (the code sandbox) runs as it is
+    if reward.verifier_timeout_s > 0 and not getattr(verifier, "isolated", False):
         from rewards.isolated import IsolatedVerifier
 
         verifier = IsolatedVerifier(verifier, timeout_s=reward.verifier_timeout_s)
@@ -37,6 +56,12 @@ def build_reward(env: EnvConfig, reward: RewardConfig):
     if spec.format_score is not None:
         format_score = spec.format_score
         terms["format"] = (reward.format_weight, lambda ep: format_score(ep.final_text))
+    for name, (weight, term) in (spec.reward_terms(env.options) if spec.reward_terms else {}).items():
+        if reward.verifier_timeout_s > 0:  # it parses model text too: same isolation as the verifier
+            from rewards.isolated import IsolatedVerifier
+
+            term = IsolatedVerifier(term, timeout_s=reward.verifier_timeout_s)
+        terms[name] = (weight, lambda ep, term=term: term(ep.task, ep))
     return RewardFunction(verifier=verifier, outcome_weight=reward.outcome_weight, terms=terms,
                           step_labeler=spec.step_labels)
 

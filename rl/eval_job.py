@@ -9,6 +9,8 @@ base model) or one checkpoint ``RUN/checkpoints/step_N``. Every target is scored
 held-out tasks; ``output_dir`` gets ``horizon_curve.json`` (one entry per target: pass@1,
 pass@k, Wilson 95 % intervals, h50 with its interval) and ``horizon_curve.png`` (the overlay).
 Without ``--env.*`` keys or a ``--config``, the env and reward of the first run target are used.
+With ``--env.name needle`` the job scores the needle grid instead (``rl.needle_grid``: accuracy by
+depth x length x hops, ``needle_grid.json`` + ``.png``).
 """
 
 from __future__ import annotations
@@ -94,17 +96,23 @@ def env_of_first_run(targets: list[Target]) -> tuple[EnvConfig, RewardConfig, st
     return None
 
 
-def evaluate_target(target: Target, cfg: EvalJobConfig, engine=None) -> dict[str, Any]:
-    """``evaluate_policy``'s result for one target, with ``"target"`` and (runs) ``"step"``."""
-    from rl.evaluate import evaluate_policy
+def load_target(target: Target, cfg: EvalJobConfig):
+    """``(policy, step)`` of one target: a run's checkpoint (its step) or a model (step None)."""
     from rl.models import load_policy
 
     if target.kind == "run":
         from rl.trainer.run_eval import load_run_policy
 
         policy, _, step = load_run_policy(target.path, target.step, device=cfg.device)
-    else:
-        policy, step = load_policy(target.path, lora=None, dtype=cfg.dtype, device=cfg.device, trainable=False), None
+        return policy, step
+    return load_policy(target.path, lora=None, dtype=cfg.dtype, device=cfg.device, trainable=False), None
+
+
+def evaluate_target(target: Target, cfg: EvalJobConfig, engine=None) -> dict[str, Any]:
+    """``evaluate_policy``'s result for one target, with ``"target"`` and (runs) ``"step"``."""
+    from rl.evaluate import evaluate_policy
+
+    policy, step = load_target(target, cfg)
     result = evaluate_policy(policy, cfg.env, cfg.eval, cfg.reward, engine=engine)
     result.update(target=target.label, path=target.path, step=step)
     return result
@@ -132,6 +140,10 @@ def run_eval_job(cfg: EvalJobConfig, resume: bool = False) -> Path:
     targets = [resolve_target(t) for t in cfg.targets]  # every target checked before any model loads
     if cfg.labels:
         targets = [Target(label, t.kind, t.path, t.step) for label, t in zip(cfg.labels, targets)]
+    if cfg.env.name == "needle":  # the needle env: accuracy by depth x length x hops, not a horizon curve
+        from rl.needle_grid import run_grid_job
+
+        return run_grid_job(cfg, targets, resume=resume)
     out = Path(cfg.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     path = out / "horizon_curve.json"

@@ -53,7 +53,8 @@ def eval_prompts(env: EnvConfig, cfg: EvalConfig) -> set[str]:
     return {t.messages[-1]["content"] for tasks in eval_tasks(env, cfg).values() for t in tasks}
 
 
-def _solved(episode) -> bool:
+def solved(episode) -> bool:
+    """Whether ``episode`` counts as solved: the verifier said correct and nothing failed."""
     return episode.outcome is not None and bool(episode.outcome.correct) and not episode.has_error()
 
 
@@ -92,19 +93,18 @@ def evaluate_policy(policy, env: EnvConfig, cfg: EvalConfig, reward: RewardConfi
 
     def score(episodes) -> int:
         """Score ``episodes`` in place, count verifier failures; returns how many were solved."""
-        for e in episodes:
-            reward_fn(e)
+        reward_fn.score_many(episodes)  # one call: a verifier with a process pool runs them at once
         result["verifier_errors"] += sum(e.has_error("verifier") for e in episodes)
-        return sum(_solved(e) for e in episodes)
+        return sum(solved(e) for e in episodes)
 
     try:
         for h, tasks in eval_tasks(env, cfg).items():
             episodes = [g.episodes[0] for g in runner.run(tasks, 1, greedy)]
-            solved = score(episodes)
-            counts[h] = (solved, len(episodes))
+            n_solved = score(episodes)
+            counts[h] = (n_solved, len(episodes))
             result["n_per_horizon"][h] = len(episodes)
-            result["pass@1"][h] = solved / len(episodes)
-            result["pass@1_ci"][h] = [round(x, 4) for x in wilson_interval(solved, len(episodes))]
+            result["pass@1"][h] = n_solved / len(episodes)
+            result["pass@1_ci"][h] = [round(x, 4) for x in wilson_interval(n_solved, len(episodes))]
             result["examples"][h] = {"prompt": tasks[0].messages[-1]["content"],
                                      "completion": episodes[0].final_text, "answer": tasks[0].answer}
             if ks:

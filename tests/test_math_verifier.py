@@ -33,6 +33,9 @@ def _score(text: str, gold: str):
     ("", None),
     ("#### \n", None),
     ("\\boxed{}", None),
+    ("<think>\\boxed{3}</think><answer>4</answer>", "4"),
+    ("<answer>4</answer> so the answer is 5", "4"),
+    ("#### \uff11\uff12", "12"),
 ])
 def test_extract_answer(text, expected):
     assert extract_answer(text) == expected
@@ -52,6 +55,10 @@ def test_extract_answer(text, expected):
     ("2w", "2*w"),
     ("x^2 + 2x + 1", "(x+1)^2"),
     ("\\sqrt{2}/2", "\\frac{1}{\\sqrt{2}}"),
+    ("1 234 567", "1234567"),
+    ("1.5e3", "1500"),
+    ("12 cm", "12"),
+    ("50%", "0.5"),
 ])
 def test_equivalent(pred, gold):
     assert answers_equivalent(pred, gold)
@@ -65,6 +72,9 @@ def test_equivalent(pred, gold):
     ("1/0", "0"),
     ("", "0"),
     ("hello", "5"),
+    ("1,234", "1.234"),
+    ("1,2", "1.2"),
+    ("\\frac{1}{3}", "0.3333333"),
 ])
 def test_not_equivalent(pred, gold):
     assert not answers_equivalent(pred, gold)

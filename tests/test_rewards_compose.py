@@ -52,3 +52,41 @@ def test_hanging_or_crashing_verifier_is_contained_and_the_next_call_works():
         _reward(isolated)(ep)
         assert ep.reward == 1.1 and not ep.errors
         isolated.close()
+
+
+class _BatchVerifier:
+    """Counts its calls: one verify_many for the whole batch, never the per-episode path."""
+
+    def __init__(self, fail_batch=False):
+        self.batches, self.singles, self.fail_batch = [], 0, fail_batch
+
+    def __call__(self, task, episode):
+        from rl.types import Outcome
+
+        self.singles += 1
+        return Outcome(score=float(episode.final_text == "7"), correct=episode.final_text == "7")
+
+    def verify_many(self, items):
+        from rl.types import Outcome
+
+        if self.fail_batch:
+            raise RuntimeError("pool broke")
+        self.batches.append(len(items))
+        return [Outcome(score=float(e.final_text == "7"), correct=e.final_text == "7") for _, e in items]
+
+
+def test_score_many_verifies_the_batch_in_one_call_and_skips_env_failures():
+    verifier = _BatchVerifier()
+    episodes = [_episode("7"), _episode("8"), _episode("7")]
+    episodes[2].record_error("env", "reset failed")
+    RewardFunction(verifier, 1.0).score_many(episodes)
+    assert verifier.batches == [2] and verifier.singles == 0
+    assert [e.reward for e in episodes] == [1.0, 0.0, None]
+
+
+def test_score_many_falls_back_to_one_by_one_when_the_batch_call_fails():
+    verifier = _BatchVerifier(fail_batch=True)
+    episodes = [_episode("7"), _episode("8")]
+    RewardFunction(verifier, 1.0).score_many(episodes)
+    assert verifier.singles == 2
+    assert [e.reward for e in episodes] == [1.0, 0.0]
