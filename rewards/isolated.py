@@ -6,6 +6,9 @@ looking string (seen in a GRPO run here: ``simplify`` on a sampled answer never 
 it imports no torch) and waits at most ``timeout_s``; on a timeout or a crash it kills the
 worker, starts a new one for the next call, and raises ``VerifierError`` — which the reward
 function records on the episode (``errors/verifier``) instead of scoring it 0.
+
+A worker stuck in a verifier would outlive a killed trainer (it sees the closed pipe only on
+its next read): a reaper (``rl.run.reaper``) watches the trainer and stops it.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ import multiprocessing as mp
 import traceback
 
 from rl.errors import VerifierError
+from rl.run import reaper
 from rl.types import Episode, Outcome, Task
 
 
@@ -47,7 +51,8 @@ class IsolatedVerifier:
         ctx = mp.get_context("spawn")  # no fork: the parent holds model threads and vLLM sockets
         self._conn, child = ctx.Pipe()
         self._proc = ctx.Process(target=_serve, args=(child, self.verifier), daemon=True)
-        self._proc.start()
+        with reaper.guard():
+            self._proc.start()
         child.close()
         if not self._conn.poll(self.startup_timeout_s):
             self.close()

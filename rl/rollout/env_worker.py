@@ -14,6 +14,9 @@ worker died, kills and restarts the worker and raises ``EnvCrashed``; the Runner
 the episode (``errors/env``). Envs that lived in the dead worker raise on their next call too.
 ``make_env`` and tasks must be picklable (module-level functions, bound methods of picklable
 sources such as ``ChainMathSource.make_env``).
+
+An idle worker exits when the trainer dies (its pipe closes); one busy in an env call would
+run on, so a reaper (``rl.run.reaper``) watches the trainer and stops it then.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ import itertools
 import multiprocessing as mp
 import traceback
 
+from rl.run import reaper
 from rl.types import Task
 
 
@@ -68,7 +72,8 @@ class ProcessEnvs:
     def _start(self) -> None:
         self._conn, child = self._ctx.Pipe()
         self._proc = self._ctx.Process(target=_serve, args=(child, self.make_env), daemon=True)
-        self._proc.start()
+        with reaper.guard():
+            self._proc.start()
         child.close()
         # a worker's start (a fresh interpreter importing the env's module) is not an env call:
         # wait for it here so env timeouts measure the env alone

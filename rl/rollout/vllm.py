@@ -16,6 +16,13 @@ Weight sync (``update_weights``):
 
 After either, the prefix cache is reset: cached KV blocks were computed by the old weights.
 
+Lifecycle: ``close()`` stops EngineCore and its Worker (``LLM`` has no ``close``: the engine-core
+client's ``shutdown`` SIGTERMs EngineCore, waits, then kills its process tree). It runs from
+``finally`` in the trainer, at interpreter exit (``atexit``) and, through
+``rl.run.reaper.exit_on_sigterm``, on SIGTERM. A SIGKILLed trainer runs nothing: vLLM's processes
+would outlive it (EngineCore never notices its client is gone), so the engine first makes sure a
+reaper watches the trainer (``rl.run.reaper``), which stops them within a few seconds.
+
 Logprobs are vLLM's ``processed_logprobs``: log-softmax of logits / temperature (with top-k /
 top-p applied, so they are renormalised over the kept tokens when those are on), the same
 distribution ``HFEngine`` reports when top-k/top-p are off.
@@ -23,14 +30,17 @@ distribution ``HFEngine`` reports when top-k/top-p are off.
 
 from __future__ import annotations
 
+import atexit
 import os
 import shutil
 import tempfile
+import weakref
 from pathlib import Path
 
 import torch
 
 from rl.errors import EngineError
+from rl.run import reaper
 from rl.rollout.base import SamplingParams
 from rl.types import Completion
 
@@ -87,7 +97,13 @@ class VLLMEngine:
             r = policy.model.peft_config["default"].r
             kwargs.update(enable_lora=True, max_loras=1, max_cpu_loras=2,
                           max_lora_rank=next(x for x in LORA_RANKS if x >= r))
-        self.llm = LLM(**kwargs)
+        if cfg.tensor_parallel_size > 1:
+            kwargs["tensor_parallel_size"] = cfg.tensor_parallel_size
+        kwargs.update(cfg.engine_kwargs)  # any other vllm.LLM argument, passed through as given
+        reaper.exit_on_sigterm()
+        atexit.register(_close_at_exit, weakref.ref(self))
+        with reaper.guard():  # EngineCore and its Worker must not outlive a killed trainer
+            self.llm = LLM(**kwargs)
         self.dtype = getattr(torch, kwargs["dtype"])
         self.update_weights(policy)  # a resumed policy is not the weights at policy.path
 
@@ -175,6 +191,12 @@ class VLLMEngine:
             if core is not None and hasattr(core, "shutdown"):
                 core.shutdown()
         shutil.rmtree(self.workdir, ignore_errors=True)
+
+
+def _close_at_exit(ref: "weakref.ref[VLLMEngine]") -> None:
+    engine = ref()
+    if engine is not None:
+        engine.close()
 
 
 def merged_state_dict(peft_model) -> dict:

@@ -7,22 +7,43 @@ Layout::
     <output_dir>/rollouts/step_N.jsonl  every episode sampled at step N with its rewards
     <output_dir>/checkpoints/step_N/    see rl/checkpoint.py
     <output_dir>/eval/*.json            evaluations
+    <output_dir>/plots/*.png            ``horizon plot``
+    <output_dir>/tensorboard/, trackio/, wandb/   the trackers of ``report_to`` (rl/run/tracking.py)
 """
 
 from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
-from rl.config import save_config
+from rl.config import save_config, to_dict
 from rl.run.io import append_jsonl, atomic_write_text, read_jsonl
+from rl.run.tracking import Trackers
 
 
 class RunDir:
-    def __init__(self, path: str | Path):
+    """One run's directory. ``report_to`` adds trackers beside ``metrics.jsonl`` (checked here,
+    before any model loads: ``ConfigError`` for an unknown name or a missing package); ``config``
+    (a config dataclass or dict) is what they record as the run's config; ``name`` is the run's
+    name in them (default: the directory's name). Call ``close()`` (or use ``with``) at the end.
+    """
+
+    def __init__(self, path: str | Path, report_to: Sequence[str] = ("jsonl",), config: Any = None,
+                 name: str | None = None):
         self.path = Path(path)
         self.path.mkdir(parents=True, exist_ok=True)
+        self.trackers = Trackers(report_to, self.path, name, to_dict(config) if config is not None else None)
+
+    def __enter__(self) -> "RunDir":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Flush and close the trackers (metrics.jsonl needs nothing: every row is fsynced)."""
+        self.trackers.close()
 
     @property
     def metrics_path(self) -> Path:
@@ -36,9 +57,11 @@ class RunDir:
         save_config(cfg, self.path / "config.yaml")
 
     def log_metrics(self, step: int, metrics: dict[str, Any]) -> dict[str, Any]:
-        """Append one metrics row (``step`` and wall-clock ``time`` added) and return it."""
+        """Append one metrics row (``step`` and wall-clock ``time`` added), send it to the trackers
+        and return it."""
         row = {"step": step, "time": time.time(), **metrics}
         append_jsonl(self.metrics_path, [row])
+        self.trackers.log(step, metrics)
         return row
 
     def write_rollouts(self, step: int, records: list[dict[str, Any]]) -> None:

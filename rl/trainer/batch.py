@@ -17,6 +17,7 @@ Example::
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 
@@ -54,11 +55,13 @@ class TrainBatch:
     micro_batch_size: int
     value_head: torch.nn.Module | None = None
     share_prompt: bool = True  # pre-update passes run a micro-batch's shared prompt once
+    world: Any = None  # rl.trainer.distributed.World: ranks split the pre-update passes (None: one process)
     _passes: dict[str, list[torch.Tensor]] = field(default_factory=dict, repr=False)
 
     @classmethod
     def from_groups(cls, groups: list[EpisodeGroup], policy, temperature: float, micro_batch_size: int,
-                    value_head=None, filter_truncated: bool = False, share_prompt: bool = True) -> "TrainBatch":
+                    value_head=None, filter_truncated: bool = False, share_prompt: bool = True,
+                    world=None) -> "TrainBatch":
         """Every sample of every scored episode (``filter_truncated``: not of episodes cut at the
         token limit; they still count in their group's baseline)."""
         samples, origin = [], []
@@ -69,7 +72,7 @@ class TrainBatch:
                 for sample in episode.to_samples():
                     samples.append(sample)
                     origin.append((g, e))
-        return cls(samples, origin, groups, policy, temperature, micro_batch_size, value_head, share_prompt)
+        return cls(samples, origin, groups, policy, temperature, micro_batch_size, value_head, share_prompt, world)
 
     @classmethod
     def from_samples(cls, samples: list[Sample], policy, temperature: float = 1.0,
@@ -94,7 +97,7 @@ class TrainBatch:
         passes = {name: [values[i] for i in keep] for name, values in self._passes.items()}
         return TrainBatch([self.samples[i] for i in keep], [self.origin[i] for i in keep], self.groups,
                           self.policy, self.temperature, self.micro_batch_size, self.value_head,
-                          self.share_prompt, passes)
+                          self.share_prompt, self.world, passes)
 
     def _ensure(self, old: bool = False, ref: bool = False, values: bool = False) -> None:
         from rl.trainer.update import reference_pass
@@ -106,7 +109,8 @@ class TrainBatch:
             return
         got_old, got_ref, got_values = reference_pass(
             self.policy, self.samples, self.temperature, self.micro_batch_size, need_old=need_old,
-            need_ref=need_ref, value_head=self.value_head if need_values else None, share_prompt=self.share_prompt)
+            need_ref=need_ref, value_head=self.value_head if need_values else None, share_prompt=self.share_prompt,
+            **({"world": self.world} if self.world is not None else {}))
         for name, wanted, got in (("old", need_old, got_old), ("ref", need_ref, got_ref),
                                   ("values", need_values, got_values)):
             if wanted:

@@ -13,6 +13,7 @@ from collections import defaultdict
 import torch
 
 from rl.rollout.runner import Runner
+from rl.trainer.distributed import ONE, World
 from rl.types import EpisodeGroup
 
 
@@ -21,20 +22,28 @@ def step_seed(seed: int, step: int) -> int:
     return (seed * 1_000_003 + step * 7919) % 2**31
 
 
-def collect(runner: Runner, source, cfg, params, step: int, reward_fn) -> tuple[list, list, dict]:
+def collect(runner: Runner, source, cfg, params, step: int, reward_fn, world: World = ONE) -> tuple[list, list, dict]:
     """Sample and score one step's groups; returns ``(groups, dropped_groups, metrics)``.
 
     With ``algorithm.dynamic_sampling`` (DAPO), groups whose scored episodes are all correct or
     all wrong are set aside and new prompts are drawn until ``prompts_per_step`` informative groups are kept
     or ``max_sampling_rounds`` rounds ran (then the step trains on what it has).
+
+    With several ranks (``world``), every rank draws the same tasks, rolls out and scores its
+    share, and gets every rank's scored groups back, in task order: all ranks return the same.
     """
     algo, want = cfg.algorithm, cfg.rollout.prompts_per_step
     kept, dropped, rounds = [], [], 0
     while len(kept) < want and rounds < (algo.max_sampling_rounds if algo.dynamic_sampling else 1):
-        seed = step_seed(cfg.seed, step) + 104_729 * rounds
-        groups = runner.run(source.sample(want - len(kept) if rounds else want), cfg.rollout.group_size,
-                            params.with_seed(seed))
+        seed = step_seed(cfg.seed, step) + 104_729 * rounds + 15_485_863 * world.rank
+        tasks = source.sample(want - len(kept) if rounds else want)
+        groups = runner.run(world.shard(tasks), cfg.rollout.group_size, params.with_seed(seed))
         score(groups, reward_fn, cfg)
+        if world.size > 1:
+            groups = world.gather(groups)
+            for gid, group in enumerate(groups):  # the numbering one process gives a round's groups
+                for episode in group.episodes:
+                    episode.group_id = gid
         rounds += 1
         for group in groups:
             # DAPO keeps a group when 0 < #correct < G: shaping terms (format, length) alone do not count
@@ -49,8 +58,11 @@ def score(groups: list[EpisodeGroup], reward_fn, cfg=None) -> None:
     """Score every episode; with ``algorithm.overlong_buffer`` add DAPO's soft length penalty."""
     from rl.algorithms.shaping import overlong_penalty
 
-    for group in groups:
-        for episode in group.episodes:
+    episodes = [e for g in groups for e in g.episodes]
+    if hasattr(reward_fn, "score_many"):
+        reward_fn.score_many(episodes)  # one call: a verifier with a process pool runs them at once
+    else:
+        for episode in episodes:
             reward_fn(episode)
     if cfg is None or cfg.algorithm.overlong_buffer == 0:
         return

@@ -14,6 +14,7 @@ from typing import Any, ClassVar, Literal
 from envs.curriculum import CurriculumConfig
 from rl.config import EnvConfig, LoraConfig, RewardConfig, RolloutConfig, check, from_dict
 from rl.errors import ConfigError
+from rl.run.tracking import check_tracker_names
 
 
 ALGORITHM_PRESETS: dict[str, dict[str, Any]] = {
@@ -185,6 +186,9 @@ class TrainConfig:
     keep_last: int = 3
     progress: bool = True
     max_failed_frac: float = 0.5  # stop when more of a step's episodes than this fail to score
+    # trackers beside metrics.jsonl (always written): tensorboard, trackio, wandb; all offline
+    # by default (rl/run/tracking.py); their packages are checked when the run directory opens
+    report_to: list[str] = field(default_factory=lambda: ["jsonl"])
     lora: LoraConfig = field(default_factory=LoraConfig)
     env: EnvConfig = field(default_factory=EnvConfig)
     rollout: RolloutConfig = field(default_factory=RolloutConfig)
@@ -202,6 +206,7 @@ class TrainConfig:
         check(self.keep_last >= 1, "keep_last", "must be >= 1")
         check(bool(self.model), "model", "must name a built-in model or a local directory")
         check(0 <= self.max_failed_frac <= 1, "max_failed_frac", f"must be in [0, 1], got {self.max_failed_frac}")
+        check_tracker_names(self.report_to)
         check(not (self.algorithm.kl_coef > 0 and self.lora.r == 0), "algorithm.kl_coef",
               "a KL penalty needs a reference policy: with lora.r: 0 (full fine-tune) there is none; "
               "set lora.r > 0 or algorithm.kl_coef: 0")
@@ -212,7 +217,8 @@ class TrainConfig:
               f"must be <= rollout.max_new_tokens ({self.rollout.max_new_tokens}), got "
               f"{self.algorithm.overlong_buffer}")
         cur, opts = self.curriculum, self.env.options
-        if cur.enabled and hasattr(opts, "min_horizon") and hasattr(opts, "max_horizon"):
+        # an env whose horizons are None (a reasoning-gym mix) leaves the check to its source (loop.py)
+        if cur.enabled and None not in (getattr(opts, "min_horizon", None), getattr(opts, "max_horizon", None)):
             check(opts.min_horizon <= cur.min_level and cur.max_level <= opts.max_horizon, "curriculum.max_level",
                   f"the curriculum's levels [{cur.min_level}, {cur.max_level}] must lie inside the env's horizons "
                   f"[env.min_horizon, env.max_horizon] = [{opts.min_horizon}, {opts.max_horizon}]")

@@ -15,6 +15,11 @@ credit assignment: each episode's row carries the advantages the update used.
 Determinism: the task stream is position-based, the engine's sampling seed is derived from
 (seed, step) and the minibatch shuffles from a generator seeded the same way, so a resumed run
 redraws exactly what an uninterrupted one would.
+
+Data parallel (``accelerate launch --num_processes N``): ranks split each step's groups for
+rollout and its micro-batches for the update, and sum their gradients (``rl.trainer.distributed``);
+rank 0 writes the run directory. The task stream does not depend on the world size, so a run
+resumes with any world size that divides ``rollout.prompts_per_step``.
 """
 
 from __future__ import annotations
@@ -36,6 +41,7 @@ from rl.trainer.collect import collect, failure_message, rollout_metrics, step_s
 from rl.trainer.config import TrainConfig
 from rl.trainer.credit import (assign_credit, build_signals, drop_zero_credit_groups, enabled_signals,
                                rollout_records, trainable_modules)
+from rl.trainer.distributed import ONE, World
 
 
 def _optimizer(policy, cfg: TrainConfig, modules: dict):
@@ -50,23 +56,30 @@ def _optimizer(policy, cfg: TrainConfig, modules: dict):
     return optimizer, scheduler
 
 
-def _resume(run: RunDir, policy, optimizer, scheduler, source, extra=None) -> dict:
-    """Restore the newest complete checkpoint; returns its state (``{"step": 0}`` if none)."""
+def _resume(run: RunDir, policy, optimizer, scheduler, source, extra=None, world: World = ONE) -> dict:
+    """Restore the newest complete checkpoint; returns its state (``{"step": 0}`` if none).
+    Every rank loads the same checkpoint; rank 0 rewrites the metrics file."""
     checkpoints = list_checkpoints(run.checkpoints)
     if not checkpoints:
-        run.truncate_metrics_after(0)  # nothing to resume from: start the files over
+        if world.is_main:
+            run.truncate_metrics_after(0)  # nothing to resume from: start the files over
         return {"step": 0}
     state = load_checkpoint(checkpoints[-1], policy, optimizer, scheduler, extra=extra)
     source.load_state_dict(state["source"])
-    run.truncate_metrics_after(state["step"])
+    if world.is_main:
+        run.truncate_metrics_after(state["step"])
     return state
 
 
 # ---------------------------------------------------------------- loop
 
 
-def _check_before_loading(cfg: TrainConfig, resume: bool) -> None:
+def _check_before_loading(cfg: TrainConfig, resume: bool, world: World = ONE) -> None:
     check_model_available(cfg.model)
+    if cfg.rollout.prompts_per_step % world.size:
+        raise ConfigError(f"config key 'rollout.prompts_per_step': {cfg.rollout.prompts_per_step} prompts do not "
+                          f"split over {world.size} processes: use a multiple of {world.size}, or launch a "
+                          "number of processes that divides it")
     if cfg.curriculum.enabled:  # the env must accept every level the curriculum may reach
         build_task_source(cfg.env, cfg.seed).set_horizon(cfg.curriculum.min_level, cfg.curriculum.max_level)
     for cls in enabled_signals(cfg):
@@ -84,9 +97,11 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
     from rl.run.progress import Progress
     from rl.trainer.update import policy_update
 
-    _check_before_loading(cfg, resume)  # fail before any expensive work
-    run = RunDir(cfg.output_dir)
-    run.write_config(cfg)
+    world = World.from_env()  # one process, or the ranks `accelerate launch` started
+    _check_before_loading(cfg, resume, world)  # fail before any expensive work
+    run = RunDir(cfg.output_dir, report_to=cfg.report_to, config=cfg)  # trackers open on rank 0's first log
+    if world.is_main:
+        run.write_config(cfg)
     seed_everything(cfg.seed)
     source = build_task_source(cfg.env, cfg.seed)
     if cfg.curriculum.enabled:
@@ -97,37 +112,43 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
     modules = trainable_modules(signals)  # PPO's value head: optimised and checkpointed with the policy
     value_head = modules.get("value_head")
     optimizer, scheduler = _optimizer(policy, cfg, modules)
-    state = _resume(run, policy, optimizer, scheduler, source, modules or None) if resume else {"step": 0}
+    state = _resume(run, policy, optimizer, scheduler, source, modules or None, world) if resume else {"step": 0}
     start, nonfinite_streak = state["step"], state.get("nonfinite_streak", 0)
     train_s = state.get("train_s", 0.0)  # loop wall-clock so far, over every resume
     out_of_time = lambda: cfg.max_train_s is not None and train_s >= cfg.max_train_s  # noqa: E731
-    engine = build_engine(cfg.rollout, policy, seed=cfg.seed)
-    params = sampling_params(cfg.rollout, policy.tokenizer)
-    runner, close_envs = build_runner(cfg.env, engine, policy.tokenizer, source)
+    engine, close_envs = None, (lambda: None)
     try:
-        with Progress(cfg.max_steps, start, enabled=cfg.progress, budget_s=cfg.max_train_s) as progress:
+        engine = build_engine(cfg.rollout, policy, seed=cfg.seed)
+        params = sampling_params(cfg.rollout, policy.tokenizer)
+        runner, close_envs = build_runner(cfg.env, engine, policy.tokenizer, source)
+        show = cfg.progress and world.is_main
+        with Progress(cfg.max_steps, start, enabled=show, budget_s=cfg.max_train_s) as progress:
             for step in range(start + 1, cfg.max_steps + 1):
                 if out_of_time():
                     break  # the budget is spent (after the last step, or before a resume)
                 t_step = time.perf_counter()
-                groups, dropped, sampling_metrics = collect(runner, source, cfg, params, step, reward_fn)
+                groups, dropped, sampling_metrics = collect(runner, source, cfg, params, step, reward_fn, world)
                 t_rollout = time.perf_counter() - t_step
                 if cfg.curriculum.enabled:  # before the checkpoint below, which saves the level
                     sampling_metrics.update(source.observe(groups + dropped))
                 batch = TrainBatch.from_groups(groups, policy, cfg.rollout.temperature, cfg.optim.micro_batch_size,
-                                               value_head, cfg.algorithm.filter_truncated, cfg.optim.share_prompt)
+                                               value_head, cfg.algorithm.filter_truncated, cfg.optim.share_prompt,
+                                               world)
                 failure = failure_message(groups + dropped, cfg.max_failed_frac, step)
-                if failure:  # the evidence goes to disk first
+                if failure and world.is_main:  # the evidence goes to disk first
                     run.write_rollouts(step, [e.to_record(step) for g in groups + dropped for e in g.episodes])
+                if failure:
                     raise RunAborted(failure)
                 credit = assign_credit(batch, signals)
                 dropped_zero = 0
                 if cfg.algorithm.drop_zero_advantage_groups:
                     batch, credit, dropped_zero = drop_zero_credit_groups(batch, credit)
-                run.write_rollouts(step, rollout_records(step, batch, credit, dropped))
+                if world.is_main:
+                    run.write_rollouts(step, rollout_records(step, batch, credit, dropped))
                 generator = torch.Generator().manual_seed(step_seed(cfg.seed, step))
                 update = policy_update(policy, optimizer, scheduler, batch, credit.advantages, cfg.algorithm,
-                                       cfg.optim, cfg.rollout.max_new_tokens, generator, returns=credit.returns)
+                                       cfg.optim, cfg.rollout.max_new_tokens, generator, returns=credit.returns,
+                                       world=world)
                 maybe_fail("after_update", step)
                 nonfinite_streak = nonfinite_streak + 1 if update.get("update/skipped_nonfinite") else 0
                 if nonfinite_streak >= cfg.optim.max_nonfinite_streak:
@@ -151,11 +172,12 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
                     "train/samples": float(len(batch)),
                     "groups/dropped_zero_credit": float(dropped_zero),
                 }
-                metrics["time/step_s"] = time.perf_counter() - t_step
+                # the slowest rank's time: every rank must count the same budget, or they would stop apart
+                metrics["time/step_s"] = world.max(time.perf_counter() - t_step)
                 train_s += metrics["time/step_s"]
                 metrics["time/train_s"] = train_s
-                row = run.log_metrics(step, metrics)
-                if step % cfg.save_every == 0 or step == cfg.max_steps or out_of_time():
+                row = run.log_metrics(step, metrics) if world.is_main else metrics
+                if world.is_main and (step % cfg.save_every == 0 or step == cfg.max_steps or out_of_time()):
                     save_checkpoint(run.checkpoints, step, policy, optimizer, scheduler,
                                     {"source": source.state_dict(), "seed": cfg.seed,
                                      "nonfinite_streak": nonfinite_streak, "train_s": train_s},
@@ -163,6 +185,8 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
                     maybe_fail("after_checkpoint", step)
                 progress.advance(row)
     finally:
-        engine.close()
+        if engine is not None:
+            engine.close()
         close_envs()
+        run.close()
     return run.path

@@ -17,6 +17,7 @@ import torch
 
 from rl.algorithms.losses import clipped_policy_loss, clipped_value_loss
 from rl.trainer.config import AlgorithmConfig, OptimConfig
+from rl.trainer.distributed import ONE, World
 from rl.trainer.forward import Advantage, collate, micro_batches, token_logprobs
 from rl.types import Sample
 
@@ -40,21 +41,31 @@ class MetricSum:
     def means(self) -> dict[str, float]:
         return {k: self.sums[k] / self.weights[k] for k in self.sums if self.weights[k] > 0}
 
+    def merged(self, world: World) -> "MetricSum":
+        """The sums over every rank's micro-batches (the same means one process would log)."""
+        out = MetricSum()
+        for sums, weights in world.gather([(self.sums, self.weights)]):
+            for name in sums:
+                out.sums[name] = out.sums.get(name, 0.0) + sums[name]
+                out.weights[name] = out.weights.get(name, 0.0) + weights[name]
+        return out
+
 
 @torch.no_grad()
 def reference_pass(policy, samples: list[Sample], temperature: float, micro_size: int, need_old: bool,
-                   need_ref: bool, value_head=None, share_prompt: bool = True):
+                   need_ref: bool, value_head=None, share_prompt: bool = True, world: World = ONE):
     """Pre-update per-sample 1-D tensors (no gradient): ``(old, ref, values)``.
 
     ``old``: the trainer's logprobs now (pi_old), ``ref``: with the LoRA adapter disabled (both
     at policy tokens, 0 elsewhere), ``values``: the value head's (PPO); each a list of None
-    where not asked for.
+    where not asked for. With several ranks each runs its share of the micro-batches and the
+    results are gathered, so every rank returns them all.
     """
     old, ref, values = [None] * len(samples), [None] * len(samples), [None] * len(samples)
     pad_id = policy.tokenizer.pad_token_id
     was_training = policy.model.training
     policy.model.eval()
-    for chunk in micro_batches(samples, list(range(len(samples))), micro_size):
+    for chunk in micro_batches(samples, list(range(len(samples))), micro_size)[world.rank::world.size]:
         batch = collate(samples, chunk, [0.0] * len(samples), pad_id, policy.device)
         if need_old or value_head is not None:
             lp, _, v = token_logprobs(policy, batch, temperature, value_head=value_head, share_prompt=share_prompt)
@@ -69,6 +80,11 @@ def reference_pass(policy, samples: list[Sample], temperature: float, micro_size
             for row, i in enumerate(chunk):
                 ref[i] = lp[row, : len(samples[i])]
     policy.model.train(was_training)
+    if world.size > 1:
+        mine = [(i, old[i], ref[i], values[i]) for i in range(len(samples))
+                if old[i] is not None or ref[i] is not None or values[i] is not None]
+        for i, o, r, v in world.gather(mine):
+            old[i], ref[i], values[i] = o, r, v
     return old, ref, values
 
 
@@ -86,7 +102,7 @@ def needs_reference(policy, algo: AlgorithmConfig) -> bool:
 
 def policy_update(policy, optimizer, scheduler, batch, advantages: list[Advantage],
                   algo: AlgorithmConfig, optim: OptimConfig, max_new_tokens: int, generator: torch.Generator,
-                  *, returns: list[torch.Tensor] | None = None) -> dict[str, float]:
+                  *, returns: list[torch.Tensor] | None = None, world: World = ONE) -> dict[str, float]:
     """Run ``algo.epochs`` x ``algo.minibatches`` optimizer steps on ``batch`` (a ``TrainBatch``).
 
     ``advantages[i]`` is a float broadcast over sample i's policy tokens, or per-token values
@@ -99,6 +115,11 @@ def policy_update(policy, optimizer, scheduler, batch, advantages: list[Advantag
     ``logprob_mismatch/mean|max`` (engine vs trainer on the same tokens, before the update),
     ``value/loss``, ``value/clip_frac`` (PPO), ``update/skipped_nonfinite``,
     ``tokens_per_s/train``, ``time/update_s``.
+
+    With several ranks (``world``), every rank holds the whole batch; each runs the gradient
+    pass of its share of every minibatch's micro-batches, the gradients are summed over ranks
+    before clipping, and the metrics are merged: the same step (up to float summation order)
+    and the same metrics as one process.
     """
     t0 = time.perf_counter()
     lr = scheduler.get_last_lr()[0]  # the rate this update uses
@@ -131,7 +152,7 @@ def policy_update(policy, optimizer, scheduler, batch, advantages: list[Advantag
             num_tokens = sum(samples[i].num_policy_tokens for i in mb)
             finite = True
             optimizer.zero_grad(set_to_none=True)
-            for chunk in micro_batches(samples, mb, optim.micro_batch_size):
+            for chunk in micro_batches(samples, mb, optim.micro_batch_size)[world.rank::world.size]:
                 micro = collate(samples, chunk, advantages, pad_id, policy.device)
                 mask_bt = micro.loss_mask_bt
                 width = mask_bt.shape[1]
@@ -180,6 +201,8 @@ def policy_update(policy, optimizer, scheduler, batch, advantages: list[Advantag
                 for name in ("clip_frac/low", "clip_frac/high", "kl"):
                     if name in m:
                         stats.add(name, m[name], n_tok)
+            world.all_reduce_grads([p for g in param_groups for p in g])
+            finite = world.all_true(finite)
             norms = [float(torch.nn.utils.clip_grad_norm_(g, optim.max_grad_norm)) for g in param_groups]
             grad_norm = norms[0]
             if finite and all(math.isfinite(n) for n in norms):
@@ -192,6 +215,9 @@ def policy_update(policy, optimizer, scheduler, batch, advantages: list[Advantag
             optimizer.zero_grad(set_to_none=True)
     scheduler.step()
     policy.model.train(was_training)
+    if world.size > 1:
+        stats, mismatch_max = stats.merged(world), world.max(mismatch_max)
+        tokens_seen = sum(world.gather([tokens_seen]))
     elapsed = time.perf_counter() - t0
     out = {"kl": None, **stats.means()}  # kl: null when it was neither in the loss nor logged
     out.update({
