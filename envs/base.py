@@ -83,6 +83,47 @@ class TaskSource(Protocol):
     def make_env(self, task: Task) -> Env: ...
 
 
+def is_int(x: Any) -> bool:
+    """Whether ``x`` is an int and not a bool (options and saved states hold plain ints)."""
+    return isinstance(x, int) and not isinstance(x, bool)
+
+
+class PositionStream:
+    """Base of a ``TaskSource`` whose task number ``i`` is a pure function of ``(seed, i)`` and its
+    settings: ``sample`` draws by position, so the position (with the settings) is the whole data
+    state. A subclass sets ``self.seed`` and ``self.position`` and defines ``task_at(index)``;
+    ``STATE_NAME`` names it in errors."""
+
+    STATE_NAME = "source"
+    seed: int
+    position: int
+
+    def task_at(self, index: int) -> Task:
+        raise NotImplementedError
+
+    def sample(self, n: int) -> list[Task]:
+        """The next ``n`` tasks of the stream (the position moves on by ``n``)."""
+        if n < 0:
+            raise ValueError(f"sample(n) needs n >= 0, got {n}")
+        tasks = [self.task_at(self.position + k) for k in range(n)]
+        self.position += n
+        return tasks
+
+    def check_state(self, state: dict[str, Any], keys: set[str]) -> int:
+        """Raise ``DataError`` unless ``state`` holds ``keys`` (and ``position``), was saved with this
+        source's seed (when it recorded one) and has a position >= 0; returns the position."""
+        name = self.STATE_NAME
+        missing = (keys | {"position"}) - set(state)
+        if missing:
+            raise DataError(f"{name} state is missing {sorted(missing)}: got {sorted(state)}")
+        if "seed" in state and state["seed"] != self.seed:
+            raise DataError(f"{name} state was saved with seed={state['seed']} but this source has "
+                            f"seed={self.seed}: resume with the same seed")
+        if not is_int(state["position"]) or state["position"] < 0:
+            raise DataError(f"{name} state position={state['position']!r}: expected int >= 0")
+        return state["position"]
+
+
 @dataclass(frozen=True)
 class EnvSpec:
     """One env, as the rest of horizon sees it.

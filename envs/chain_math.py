@@ -36,7 +36,7 @@ from dataclasses import dataclass
 from fractions import Fraction
 from typing import Any
 
-from envs.base import EnvSpec, SingleTurnEnv
+from envs.base import EnvSpec, PositionStream, SingleTurnEnv, is_int
 from rewards.math import MathVerifier, format_score
 from rl.errors import ConfigError, DataError
 from rl.types import Task
@@ -87,30 +87,25 @@ class ChainMathConfig:
             raise ConfigError(f"config key 'env.ops': unknown {unknown}: use names from {OPS}")
         object.__setattr__(self, "ops", tuple(ops))
         cap = self.max_abs_value
-        if cap is not None and (not _is_int(cap) or cap < 1):
+        if cap is not None and (not is_int(cap) or cap < 1):
             raise ConfigError(
                 f"config key 'env.max_abs_value': {cap!r}: use a positive integer, or null for no cap"
             )
 
 
-class ChainMathSource:
+class ChainMathSource(PositionStream):
     """A seeded, deterministic stream of chain_math tasks (a ``TaskSource``)."""
 
+    STATE_NAME = "chain_math"
+
     def __init__(self, config: ChainMathConfig | None = None, seed: int = 0):
-        if not _is_int(seed):
+        if not is_int(seed):
             raise ConfigError(f"config key 'seed': {seed!r}: use an integer")
         self.config = config or ChainMathConfig()
         self.seed = seed
         self.min_horizon = self.config.min_horizon
         self.max_horizon = self.config.max_horizon
         self.position = 0
-
-    def sample(self, n: int) -> list[Task]:
-        if n < 0:
-            raise ValueError(f"sample(n) needs n >= 0, got {n}")
-        tasks = [self.task_at(self.position + k) for k in range(n)]
-        self.position += n
-        return tasks
 
     def task_at(self, index: int) -> Task:
         """Task number ``index`` under the current horizon settings (the position is unchanged)."""
@@ -149,18 +144,9 @@ class ChainMathSource:
                 "max_horizon": self.max_horizon, "seed": self.seed}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        missing = {"position", "min_horizon", "max_horizon"} - set(state)
-        if missing:
-            raise DataError(f"chain_math state is missing {sorted(missing)}: got {sorted(state)}")
-        if "seed" in state and state["seed"] != self.seed:
-            raise DataError(
-                f"chain_math state was saved with seed={state['seed']} but this source has "
-                f"seed={self.seed}: resume with the same seed"
-            )
-        if not _is_int(state["position"]) or state["position"] < 0:
-            raise DataError(f"chain_math state position={state['position']!r}: expected int >= 0")
+        position = self.check_state(state, {"min_horizon", "max_horizon"})
         self.set_horizon(state["min_horizon"], state["max_horizon"])
-        self.position = state["position"]
+        self.position = position
 
     def make_env(self, task: Task) -> SingleTurnEnv:
         return SingleTurnEnv(task)
@@ -260,13 +246,9 @@ def _apply(op: str, value: int, operand: int) -> int:
     return value * operand
 
 
-def _is_int(x: Any) -> bool:
-    return isinstance(x, int) and not isinstance(x, bool)
-
-
 def _check_horizon(low: Any, high: Any) -> None:
     for name, value in (("min_horizon", low), ("max_horizon", high)):
-        if not _is_int(value) or not MIN_HORIZON <= value <= MAX_HORIZON:
+        if not is_int(value) or not MIN_HORIZON <= value <= MAX_HORIZON:
             raise ConfigError(
                 f"config key 'env.{name}': {value!r} must be in {MIN_HORIZON}..{MAX_HORIZON} "
                 "(chain_math's horizon: operations per task)"
@@ -278,7 +260,7 @@ def _check_horizon(low: Any, high: Any) -> None:
 
 
 def _check_range(name: str, value: Any, low_bound: int | None) -> tuple[int, int]:
-    ok = (isinstance(value, (list, tuple)) and len(value) == 2 and all(map(_is_int, value))
+    ok = (isinstance(value, (list, tuple)) and len(value) == 2 and all(map(is_int, value))
           and value[0] <= value[1])
     if not ok:
         raise ConfigError(

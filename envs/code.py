@@ -36,10 +36,10 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
-from envs.base import EnvSpec, SingleTurnEnv, is_heldout
+from envs.base import EnvSpec, PositionStream, SingleTurnEnv, is_heldout
 from rewards.code import CodeVerifier, format_score
 from rewards.sandbox import MODES
-from rl.errors import ConfigError, DataError
+from rl.errors import ConfigError
 from rl.types import Task
 
 SOURCE = "humaneval"
@@ -108,8 +108,10 @@ def in_train_split(task_id: str, train_fraction: float) -> bool:
     return int.from_bytes(digest[:8], "big") / 2**64 < train_fraction
 
 
-class HumanEvalSource:
+class HumanEvalSource(PositionStream):
     """A seeded, deterministic stream of HumanEval tasks (a ``TaskSource``)."""
+
+    STATE_NAME = "humaneval"
 
     def __init__(self, config: HumanEvalConfig | None = None, seed: int = 0):
         if isinstance(seed, bool) or not isinstance(seed, int):
@@ -119,13 +121,6 @@ class HumanEvalSource:
         self.position = 0
         self.problems = load_problems()
         self._order: tuple[int, list[int]] = (-1, [])
-
-    def sample(self, n: int) -> list[Task]:
-        if n < 0:
-            raise ValueError(f"sample(n) needs n >= 0, got {n}")
-        tasks = [self.task_at(self.position + k) for k in range(n)]
-        self.position += n
-        return tasks
 
     def task_at(self, index: int) -> Task:
         """Task number ``index`` of the stream: pass ``index // 164`` over a seeded permutation."""
@@ -165,15 +160,7 @@ class HumanEvalSource:
         return {"position": self.position, "seed": self.seed}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        if "position" not in state:
-            raise DataError(f"humaneval state is missing 'position': got {sorted(state)}")
-        if "seed" in state and state["seed"] != self.seed:
-            raise DataError(f"humaneval state was saved with seed={state['seed']} but this source has "
-                            f"seed={self.seed}: resume with the same seed")
-        position = state["position"]
-        if isinstance(position, bool) or not isinstance(position, int) or position < 0:
-            raise DataError(f"humaneval state position={position!r}: expected int >= 0")
-        self.position = position
+        self.position = self.check_state(state, set())
 
     def make_env(self, task: Task) -> SingleTurnEnv:
         return SingleTurnEnv(task)

@@ -44,7 +44,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from envs.base import EnvSpec, SingleTurnEnv, is_heldout
+from envs.base import EnvSpec, PositionStream, SingleTurnEnv, is_heldout
 from rewards.math import answers_equivalent, extract_answer, format_score
 from rl.errors import ConfigError, DataError, VerifierError
 from rl.types import Episode, Message, Outcome, Task
@@ -411,13 +411,15 @@ def _template_fields(template: Any) -> list[str]:
     return names
 
 
-class DatasetSource:
+class DatasetSource(PositionStream):
     """A seeded, deterministic stream of the rows of a ``DatasetOptions`` (a ``TaskSource``).
 
     Stream position ``p`` takes a row from split ``p % 2`` (train, held-out; only one when the
     other has no row in the difficulty window), the ``p // 2``-th of that split's endless
     sequence of epochs.
     """
+
+    STATE_NAME = "dataset"
 
     def __init__(self, options: DatasetOptions, seed: int = 0):
         if not isinstance(seed, int) or isinstance(seed, bool):
@@ -429,13 +431,6 @@ class DatasetSource:
         self.high: float | int | None = None
         self.active: tuple[list[int], ...] = tuple(list(range(len(rows))) for rows in self.rows)
         self._perms: dict[int, tuple[tuple, list[int]]] = {}
-
-    def sample(self, n: int) -> list[Task]:
-        if n < 0:
-            raise ValueError(f"sample(n) needs n >= 0, got {n}")
-        tasks = [self.task_at(self.position + k) for k in range(n)]
-        self.position += n
-        return tasks
 
     def task_at(self, index: int) -> Task:
         """Task number ``index`` of the stream under the current window (the position is unchanged)."""
@@ -492,19 +487,11 @@ class DatasetSource:
                 "fingerprint": self.options.data.fingerprint}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        missing = {"position", "low", "high"} - set(state)
-        if missing:
-            raise DataError(f"dataset state is missing {sorted(missing)}: got {sorted(state)}")
-        if "seed" in state and state["seed"] != self.seed:
-            raise DataError(f"dataset state was saved with seed={state['seed']} but this source has "
-                            f"seed={self.seed}: resume with the same seed")
+        position = self.check_state(state, {"low", "high"})
         if state.get("fingerprint", self.options.data.fingerprint) != self.options.data.fingerprint:
             raise DataError(f"the rows of env.path / env.eval_path changed since this state was saved "
                             f"({state['fingerprint']} -> {self.options.data.fingerprint}): resume with the "
                             "same files, or start a new run")
-        position = state["position"]
-        if not isinstance(position, int) or isinstance(position, bool) or position < 0:
-            raise DataError(f"dataset state position={position!r}: expected int >= 0")
         if state["low"] is not None:
             self.set_horizon(state["low"], state["high"])
         else:

@@ -50,7 +50,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from envs.base import HELDOUT_EVERY, EnvSpec, SingleTurnEnv
+from envs.base import HELDOUT_EVERY, EnvSpec, PositionStream, SingleTurnEnv, is_int
 from rl.errors import ConfigError, DataError
 from rl.types import Episode, Outcome, Task
 
@@ -123,7 +123,7 @@ class NeedleConfig:
     def __post_init__(self) -> None:
         lengths, depths = self.lengths, self.depths
         if not isinstance(lengths, (list, tuple)) or not lengths or not all(
-                _is_int(x) and MIN_LENGTH <= x <= 1 << 20 for x in lengths):
+                is_int(x) and MIN_LENGTH <= x <= 1 << 20 for x in lengths):
             raise ConfigError(f"config key 'env.lengths': {lengths!r}: give a non-empty list of token counts "
                               f"in {MIN_LENGTH}..{1 << 20}, e.g. [1024, 2048, 4096]")
         if not isinstance(depths, (list, tuple)) or not depths or not all(
@@ -133,7 +133,7 @@ class NeedleConfig:
         object.__setattr__(self, "lengths", tuple(lengths))
         object.__setattr__(self, "depths", tuple(float(x) for x in depths))
         _check_hops(self.min_hops, self.max_hops)
-        if not _is_int(self.distractors) or not 0 <= self.distractors <= MAX_DISTRACTORS:
+        if not is_int(self.distractors) or not 0 <= self.distractors <= MAX_DISTRACTORS:
             raise ConfigError(f"config key 'env.distractors': {self.distractors!r}: use an integer in "
                               f"0..{MAX_DISTRACTORS}")
         if self.mode not in ("kv", "code"):
@@ -154,11 +154,13 @@ class _Unit:
     char_start: int = field(default=0, repr=False)
 
 
-class NeedleSource:
+class NeedleSource(PositionStream):
     """A seeded, deterministic stream of needle tasks (a ``TaskSource``); the horizon is the hops."""
 
+    STATE_NAME = "needle"
+
     def __init__(self, config: NeedleConfig | None = None, seed: int = 0):
-        if not _is_int(seed):
+        if not is_int(seed):
             raise ConfigError(f"config key 'seed': {seed!r}: use an integer")
         self.config = config or NeedleConfig()
         self.seed = seed
@@ -169,13 +171,6 @@ class NeedleSource:
     @property
     def tokenizer(self):
         return load_tokenizer(self._tokenizer_dir)
-
-    def sample(self, n: int) -> list[Task]:
-        if n < 0:
-            raise ValueError(f"sample(n) needs n >= 0, got {n}")
-        tasks = [self.task_at(self.position + k) for k in range(n)]
-        self.position += n
-        return tasks
 
     def task_at(self, index: int) -> Task:
         """Task number ``index`` under the current hop settings (the position is unchanged)."""
@@ -281,14 +276,7 @@ class NeedleSource:
                 "seed": self.seed}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        missing = {"position", "min_hops", "max_hops"} - set(state)
-        if missing:
-            raise DataError(f"needle state is missing {sorted(missing)}: got {sorted(state)}")
-        if "seed" in state and state["seed"] != self.seed:
-            raise DataError(f"needle state was saved with seed={state['seed']} but this source has "
-                            f"seed={self.seed}: resume with the same seed")
-        if not _is_int(state["position"]) or state["position"] < 0:
-            raise DataError(f"needle state position={state['position']!r}: expected int >= 0")
+        self.check_state(state, {"min_hops", "max_hops"})
         self.set_horizon(state["min_hops"], state["max_hops"])
         self.position = state["position"]
 
@@ -511,13 +499,26 @@ def normalize(answer: str) -> str:
     return text.removeprefix("./")
 
 
+# answer-shaped tokens: a kv code ("willow-3644") or a code-mode call site ("pkg/io.py:load")
+_ANSWER_SHAPE = re.compile(r"[A-Za-z]+-\d{4}\b|[\w./-]+\.py:\w+")
+
+
 def verify(task: Task, episode: Episode) -> Outcome:
-    """Exact match after ``normalize`` of the extracted answer; no answer marker scores 0."""
-    got = extract_answer(episode.final_text)
+    """Exact match after ``normalize`` of the extracted answer. A reply with no marker (``####``
+    or ``<answer>`` tags) is read by its last answer-shaped token (``word-1234``,
+    ``path.py:function``): small models often answer in a sentence ("The code of X is Y."), and
+    the grid measures retrieval, not format; ``details["marked"]`` and the format term record
+    whether the marker was there. A reply with neither scores 0."""
+    text = episode.final_text
+    got, marked = extract_answer(text), True
     if got is None:
-        return Outcome(0.0, False, {"reason": "no '#### <answer>' line or <answer> tags", "expected": task.answer})
+        shaped = _ANSWER_SHAPE.findall(text)
+        got, marked = (shaped[-1] if shaped else None), False
+    if got is None:
+        return Outcome(0.0, False, {"reason": "no '#### <answer>' line, <answer> tags or answer-shaped token",
+                                    "expected": task.answer, "marked": False})
     ok = normalize(got) == normalize(task.answer)
-    return Outcome(float(ok), ok, {"extracted": got, "expected": task.answer})
+    return Outcome(float(ok), ok, {"extracted": got, "expected": task.answer, "marked": marked})
 
 
 def format_score(text: str) -> float:
@@ -545,13 +546,9 @@ def heldout(task: Task) -> bool:
     return int.from_bytes(hashlib.sha256(key.encode()).digest()[:8], "big") % HELDOUT_EVERY == 0
 
 
-def _is_int(x: Any) -> bool:
-    return isinstance(x, int) and not isinstance(x, bool)
-
-
 def _check_hops(low: Any, high: Any) -> None:
     for name, value in (("min_hops", low), ("max_hops", high)):
-        if not _is_int(value) or not 1 <= value <= MAX_HOPS:
+        if not is_int(value) or not 1 <= value <= MAX_HOPS:
             raise ConfigError(f"config key 'env.{name}': {value!r} must be in 1..{MAX_HOPS} (needle's horizon: "
                               "facts to follow)")
     if low > high:

@@ -68,7 +68,7 @@ from collections import OrderedDict
 from dataclasses import dataclass, field, fields
 from typing import Any, Callable
 
-from envs.base import EnvSpec, SingleTurnEnv
+from envs.base import EnvSpec, PositionStream, SingleTurnEnv, is_int
 from rl.errors import ConfigError, DataError
 from rl.types import Episode, Outcome, Task
 
@@ -163,7 +163,7 @@ class ReasoningGymConfig:
         shared = defaults.pop() if len(defaults) == 1 else None if defaults else (1, 1)
         for end, key in enumerate(("min_horizon", "max_horizon")):
             value = getattr(self, key)
-            if value is not None and not _is_int(value):
+            if value is not None and not is_int(value):
                 raise ConfigError(f"config key 'env.{key}': {value!r}: use an integer or null")
             if value is None and shared is not None:  # one default range: resolve it (a mix keeps None)
                 object.__setattr__(self, key, shared[end])
@@ -274,7 +274,7 @@ def _check_horizons(mix: list[MixItem], low: int | None, high: int | None, key: 
     for item in knobbed:
         knob = KNOBS[item.name]
         lo, hi = _span(item, low, high)
-        if not (_is_int(lo) and _is_int(hi) and knob.low <= lo and hi <= knob.high):
+        if not (is_int(lo) and is_int(hi) and knob.low <= lo and hi <= knob.high):
             raise ConfigError(f"config key '{key}': horizons {lo}..{hi} do not fit {item.name}, whose horizon "
                               f"({knob.counts}) runs {knob.low}..{knob.high}: choose a range inside it")
         if lo > hi:
@@ -312,11 +312,13 @@ def _dataset_config(item: MixItem, h: int | None, **owned: Any) -> dict[str, Any
     return config
 
 
-class ReasoningGymSource:
+class ReasoningGymSource(PositionStream):
     """A seeded, deterministic stream of reasoning-gym tasks (a ``TaskSource``)."""
 
+    STATE_NAME = "reasoning_gym"
+
     def __init__(self, config: ReasoningGymConfig | None = None, seed: int = 0):
-        if not _is_int(seed):
+        if not is_int(seed):
             raise ConfigError(f"config key 'seed': {seed!r}: use an integer")
         self.config = config or ReasoningGymConfig()
         self.seed = seed
@@ -324,13 +326,6 @@ class ReasoningGymSource:
         self.min_horizon, self.max_horizon = self.config.min_horizon, self.config.max_horizon
         self.position = 0
         self._datasets: OrderedDict[tuple, Any] = OrderedDict()
-
-    def sample(self, n: int) -> list[Task]:
-        if n < 0:
-            raise ValueError(f"sample(n) needs n >= 0, got {n}")
-        tasks = [self.task_at(self.position + k) for k in range(n)]
-        self.position += n
-        return tasks
 
     def task_at(self, index: int) -> Task:
         """Task number ``index`` under the current horizon settings (the position is unchanged)."""
@@ -391,14 +386,7 @@ class ReasoningGymSource:
                 "max_horizon": self.max_horizon, "seed": self.seed}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        missing = {"position", "min_horizon", "max_horizon"} - set(state)
-        if missing:
-            raise DataError(f"reasoning_gym state is missing {sorted(missing)}: got {sorted(state)}")
-        if "seed" in state and state["seed"] != self.seed:
-            raise DataError(f"reasoning_gym state was saved with seed={state['seed']} but this source has "
-                            f"seed={self.seed}: resume with the same seed")
-        if not _is_int(state["position"]) or state["position"] < 0:
-            raise DataError(f"reasoning_gym state position={state['position']!r}: expected int >= 0")
+        self.check_state(state, {"min_horizon", "max_horizon"})
         _check_horizons(self.mix, state["min_horizon"], state["max_horizon"], "env.min_horizon")
         self.min_horizon, self.max_horizon = state["min_horizon"], state["max_horizon"]
         self.position = state["position"]
@@ -501,10 +489,6 @@ def _jsonable(value: Any) -> Any:
     if hasattr(value, "tolist"):  # numpy scalar or array
         return _jsonable(value.tolist())
     return str(value)
-
-
-def _is_int(x: Any) -> bool:
-    return isinstance(x, int) and not isinstance(x, bool)
 
 
 VERIFIER = ReasoningGymVerifier()

@@ -31,7 +31,6 @@ import sys
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Literal
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
@@ -39,6 +38,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "recipes"))  # the report helper beside this file
 
 from rl.config import EvalConfig, check  # noqa: E402
+from rl.run.stages import Stages  # noqa: E402
 from rl.distill.config import DistillConfig  # noqa: E402
 from rl.trainer.config import TrainConfig  # noqa: E402
 
@@ -64,23 +64,6 @@ class LongHorizonConfig:
         check(self.rl_minutes > 0, "rl_minutes", f"must be > 0, got {self.rl_minutes}")
         unknown = [s for s in self.stages if s not in STAGES]
         check(not unknown, "stages", f"unknown stage(s) {unknown}: choose from {list(STAGES)}")
-
-
-class Stages:
-    """``state.json`` of the recipe: which stages are done and what they returned."""
-
-    def __init__(self, out: Path):
-        self.path = out / "state.json"
-        self.state = json.loads(self.path.read_text()) if self.path.exists() else {}
-
-    def done(self, name: str) -> bool:
-        return name in self.state
-
-    def record(self, name: str, value) -> None:
-        from rl.run.io import atomic_write_text
-
-        self.state[name] = value
-        atomic_write_text(self.path, json.dumps(self.state, indent=1))
 
 
 def evaluate(cfg: LongHorizonConfig, out: Path, targets: dict[str, str]) -> dict:
@@ -165,32 +148,9 @@ def run(cfg: LongHorizonConfig, resume: bool) -> Path:
 
 
 def main(argv: list[str]) -> int:
-    from rl.cli import split_args
-    from rl.config import load_config
-    from rl.errors import HorizonError
+    from rl.cli import run_staged_recipe
 
-    if "-h" in argv or "--help" in argv:
-        from rl.config import all_keys
-
-        print(__doc__)
-        print("keys (YAML or --key value):\n  " + "\n  ".join(all_keys(LongHorizonConfig)))
-        return 0
-    preset = "full"
-    if "--preset" in argv:
-        i = argv.index("--preset")
-        preset = argv[i + 1] if i + 1 < len(argv) else ""
-        argv = argv[:i] + argv[i + 2:]
-    if preset not in PRESETS:
-        print(f"long_horizon: --preset must be one of {list(PRESETS)}, got {preset!r}", file=sys.stderr)
-        return 2
-    config, resume, overrides = split_args(argv)
-    try:
-        cfg = load_config(LongHorizonConfig, config or PRESETS[preset], overrides)
-        print(f"output directory: {run(cfg, resume)}")
-    except HorizonError as e:
-        print(f"long_horizon: error: {e}", file=sys.stderr)
-        return 2
-    return 0
+    return run_staged_recipe("long_horizon", __doc__, LongHorizonConfig, PRESETS, run, argv)
 
 
 if __name__ == "__main__":

@@ -235,6 +235,35 @@ def run_recipe(command: str, default_config, argv: list[str], extra: list[str] =
     return main([command, *([] if config else ["--config", str(default_config)]), *extra, *argv])
 
 
+def run_staged_recipe(name: str, doc: str, config_cls, presets: dict, run, argv: list[str]) -> int:
+    """A multi-stage recipe's command line (recipes/long_horizon.py, long_context.py): ``--help``
+    (``doc`` and the keys), ``--preset NAME`` (a YAML of ``presets``; default ``full``), ``--config``,
+    ``--resume`` and ``--key value`` overrides; calls ``run(cfg, resume)`` and prints the output dir."""
+    from rl.config import all_keys, load_config
+    from rl.errors import HorizonError
+
+    if "-h" in argv or "--help" in argv:
+        print(doc)
+        print("keys (YAML or --key value):\n  " + "\n  ".join(all_keys(config_cls)))
+        return 0
+    preset = "full"
+    if "--preset" in argv:
+        i = argv.index("--preset")
+        preset = argv[i + 1] if i + 1 < len(argv) else ""
+        argv = argv[:i] + argv[i + 2:]
+    if preset not in presets:
+        print(f"{name}: --preset must be one of {list(presets)}, got {preset!r}", file=sys.stderr)
+        return 2
+    config, resume, overrides = split_args(argv)
+    try:
+        cfg = load_config(config_cls, config or presets[preset], overrides)
+        print(f"output directory: {run(cfg, resume)}")
+    except HorizonError as e:
+        print(f"{name}: error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if not argv or argv[0] in ("-h", "--help", "help"):

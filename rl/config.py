@@ -53,6 +53,49 @@ class LoraConfig:
         check(0.0 <= self.dropout < 1.0, "lora.dropout", f"must be in [0, 1), got {self.dropout}")
 
 
+ROPE_TYPES = ("linear", "dynamic", "yarn")
+
+
+@dataclass
+class RopeScalingConfig:
+    """Context extension by RoPE scaling, set through the model's transformers config
+    (``rope_parameters``) when it loads and handed to vLLM as the same override (``hf_overrides``),
+    so trainer and engine run one model. ``type: none`` (the default) leaves the model as it is.
+
+    - ``linear``: position interpolation (Chen et al. 2023): every position divided by ``factor``.
+    - ``dynamic``: dynamic NTK: the RoPE base grows with the sequence length past the native one.
+      transformers rescales per sequence (unchanged up to the native length); vLLM uses the base of
+      the full extended length at every length, so the two engines differ below it: prefer
+      ``yarn``/``linear`` with vLLM rollouts, or ``rollout.engine: hf``.
+    - ``yarn``: YaRN (Peng et al. 2023): per-frequency interpolation and an attention temperature.
+
+    The native length is the model's ``max_position_embeddings`` (read from its config.json at
+    load); the extended context is ``max_position_embeddings`` here, ``factor`` x native if unset.
+    vLLM's ``max_model_len`` is raised to it. A model whose config.json already holds the same
+    scaling (a student saved by a run with it) is left as it is.
+    """
+
+    type: Literal["none", "linear", "dynamic", "yarn"] = "none"  # none: off; linear, dynamic (NTK) or yarn
+    factor: float = 1.0  # > 1 when a type is set: 2 doubles the context
+    # the extended context in tokens (null: factor x the model's native max_position_embeddings)
+    max_position_embeddings: int | None = None
+
+    def __post_init__(self) -> None:
+        check(self.type in ("none", *ROPE_TYPES), "rope_scaling.type",
+              f"{self.type!r} is not a RoPE scaling type: use one of {list(ROPE_TYPES)} (or none: off)")
+        if self.type == "none":
+            return
+        check(isinstance(self.factor, (int, float)) and not isinstance(self.factor, bool) and self.factor > 1,
+              "rope_scaling.factor", f"must be > 1 for type {self.type} (2 doubles the context), got {self.factor!r}")
+        check(self.max_position_embeddings is None or self.max_position_embeddings >= 64,
+              "rope_scaling.max_position_embeddings",
+              f"must be >= 64 tokens or null (factor x the native length), got {self.max_position_embeddings}")
+
+    @property
+    def enabled(self) -> bool:
+        return self.type != "none"
+
+
 ENV_KEYS = ("name", "timeout_s", "isolation")  # the env section's own keys; the rest are the env's options
 
 

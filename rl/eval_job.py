@@ -10,7 +10,8 @@ held-out tasks; ``output_dir`` gets ``horizon_curve.json`` (one entry per target
 pass@k, Wilson 95 % intervals, h50 with its interval) and ``horizon_curve.png`` (the overlay).
 Without ``--env.*`` keys or a ``--config``, the env and reward of the first run target are used.
 With ``--env.name needle`` the job scores the needle grid instead (``rl.needle_grid``: accuracy by
-depth x length x hops, ``needle_grid.json`` + ``.png``).
+depth x length x hops, ``needle_grid.json`` + ``.png``). ``--rope_scaling.type yarn --rope_scaling.factor 2``
+scores the model targets with their context extended zero-shot (``rl.config.RopeScalingConfig``).
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from rl.config import EnvConfig, EvalConfig, RewardConfig, check
+from rl.config import EnvConfig, EvalConfig, RewardConfig, RopeScalingConfig, check
 from rl.errors import DataError
 
 
@@ -33,6 +34,8 @@ class EvalJobConfig:
     output_dir: str = "runs/eval"
     device: Literal["auto", "cpu", "cuda"] = "auto"
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
+    # context extension of the model targets (zero-shot); a run target uses its own run's rope_scaling
+    rope_scaling: RopeScalingConfig = field(default_factory=RopeScalingConfig)
     env: EnvConfig = field(default_factory=EnvConfig)
     reward: RewardConfig = field(default_factory=RewardConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
@@ -105,7 +108,8 @@ def load_target(target: Target, cfg: EvalJobConfig):
 
         policy, _, step = load_run_policy(target.path, target.step, device=cfg.device)
         return policy, step
-    return load_policy(target.path, lora=None, dtype=cfg.dtype, device=cfg.device, trainable=False), None
+    return load_policy(target.path, lora=None, dtype=cfg.dtype, device=cfg.device, trainable=False,
+                       rope_scaling=cfg.rope_scaling), None
 
 
 def evaluate_target(target: Target, cfg: EvalJobConfig, engine=None) -> dict[str, Any]:
@@ -138,6 +142,12 @@ def run_eval_job(cfg: EvalJobConfig, resume: bool = False) -> Path:
     from rl.run.io import atomic_write_text
 
     targets = [resolve_target(t) for t in cfg.targets]  # every target checked before any model loads
+    if cfg.rope_scaling.enabled:  # and the scaling against each model target's config
+        from rl.models import check_model_available
+
+        for t in targets:
+            if t.kind == "model":
+                check_model_available(t.path, cfg.rope_scaling)
     if cfg.labels:
         targets = [Target(label, t.kind, t.path, t.step) for label, t in zip(cfg.labels, targets)]
     if cfg.env.name == "needle":  # the needle env: accuracy by depth x length x hops, not a horizon curve

@@ -54,8 +54,14 @@ def resolve_model_path(name_or_path: str) -> Path:
     )
 
 
-def check_model_available(name_or_path: str) -> None:
-    """Cheap pre-flight check (no loading) so a bad model name fails before expensive work."""
+def check_model_available(name_or_path: str, rope_scaling=None) -> None:
+    """Cheap pre-flight check (no loading) so a bad model name fails before expensive work; with
+    ``rope_scaling`` set, it is also checked against the model's config (``apply_rope_scaling``)."""
+    if rope_scaling is not None and (isinstance(rope_scaling, dict) or rope_scaling.enabled):
+        from transformers import AutoConfig
+
+        apply_rope_scaling(AutoConfig.from_pretrained(resolve_model_path(name_or_path)), rope_scaling, name_or_path)
+        return
     if name_or_path in BUILTIN_MODELS:
         _smollm2_gguf_dir()
         return
@@ -148,6 +154,12 @@ class Policy:
     autocast_dtype: Any
     path: Path
     is_lora: bool
+    # the RoPE scaling in effect (transformers ``rope_parameters``: applied by ``rope_scaling=``, or
+    # the model's own config.json's); None: unscaled. ``context_length``: tokens the model is used up
+    # to (the extended context, or the native max_position_embeddings)
+    rope_scaling: dict | None = None
+    context_length: int | None = None
+    gradient_checkpointing: bool = False  # HF checkpointing of the decoder layers (see ``checkpointing``)
 
     def autocast(self):
         import torch
@@ -161,6 +173,29 @@ class Policy:
         if not self.is_lora:
             raise RuntimeError("the reference policy via a disabled adapter needs LoRA (lora.r > 0)")
         return self.model.disable_adapter()
+
+    @contextlib.contextmanager
+    def checkpointing(self):
+        """Context of a gradient pass that recomputes each decoder layer in the backward instead of
+        keeping its activations (a no-op unless loaded with ``gradient_checkpointing=True``).
+
+        transformers checkpoints a layer only while the layer's ``training`` flag is set, but RL
+        updates run in eval mode (no dropout, so pi/pi_old compare one function): the flag is set on
+        the checkpointed layers alone, not on their children, so every dropout stays off. A
+        checkpointed layer drops a KV cache passed to it (``rl.trainer.forward`` then shares a
+        prompt by packing instead).
+        """
+        from transformers.modeling_layers import GradientCheckpointingLayer
+
+        layers = [m for m in self.model.modules() if isinstance(m, GradientCheckpointingLayer)
+                  and m.gradient_checkpointing and not m.training] if self.gradient_checkpointing else []
+        for m in layers:
+            m.training = True
+        try:
+            yield
+        finally:
+            for m in layers:
+                m.training = False
 
 
 def pick_device(device: str = "auto"):
@@ -205,6 +240,69 @@ def load_tokenizer(name_or_path: str):
     return tokenizer
 
 
+def apply_rope_scaling(hf_config, rope, model: str = "") -> tuple[dict | None, int]:
+    """Set ``rope`` (an ``rl.config.RopeScalingConfig``, a mapping of its keys, or None) on the
+    transformers config ``hf_config`` in place; returns ``(rope_parameters, context_length)``.
+
+    ``rope_parameters`` is the scaling now in effect (None: unscaled), ``context_length`` the tokens
+    the model is used up to. The override follows both libraries' conventions for
+    ``max_position_embeddings``: ``yarn`` raises it to factor x native and records the native
+    one as ``original_max_position_embeddings`` (transformers' YaRN reads both; vLLM takes it as
+    already scaled); ``linear`` and ``dynamic`` keep the native value (dynamic NTK rescales past it;
+    vLLM multiplies it by ``factor``). A config that already scales RoPE is kept when it holds the
+    same type and factor, and is an error otherwise. Reads nothing but the config: call it before
+    any weights load.
+    """
+    from rl.config import RopeScalingConfig, from_dict
+    from rl.errors import ConfigError
+
+    if isinstance(rope, dict):
+        rope = from_dict(RopeScalingConfig, rope, "rope_scaling.")
+    params = dict(getattr(hf_config, "rope_parameters", None) or {})
+    native = int(hf_config.max_position_embeddings)
+    own = params.get("rope_type", "default")
+    wanted = rope is not None and rope.enabled
+    if own != "default":  # config.json already scales RoPE (e.g. a student saved by a YaRN run)
+        if wanted and (own != rope.type or float(params.get("factor") or 0) != float(rope.factor)):
+            raise ConfigError(
+                f"config key 'rope_scaling': model '{model}' already scales RoPE ({own}, factor "
+                f"{params.get('factor')}) in its config.json: set rope_scaling.type: none to use it as it is")
+        scaled = own in ("yarn", "llama3", "longrope")  # max_position_embeddings is the extended length
+        reach = native if scaled else int(round(native * float(params.get("factor") or 1)))
+        return params, min(reach, rope.max_position_embeddings or reach) if wanted else reach
+    if not wanted:
+        return None, native
+    if not params or "rope_theta" not in params:
+        raise ConfigError(f"config key 'rope_scaling.type': model '{model}' has no single set of RoPE "
+                          "parameters in its config (no RoPE, or one per layer type): set rope_scaling.type: none")
+    reach = int(round(rope.factor * native))
+    context = rope.max_position_embeddings or reach
+    if context > reach:
+        raise ConfigError(f"config key 'rope_scaling.max_position_embeddings': {context} is beyond factor x the "
+                          f"native length of '{model}' ({rope.factor} x {native} = {reach}): raise rope_scaling.factor "
+                          "or lower it")
+    params.update(rope_type=rope.type, factor=float(rope.factor))
+    if rope.type == "yarn":
+        params["original_max_position_embeddings"] = native
+        hf_config.max_position_embeddings = reach  # factor x native, as YaRN's own check expects
+    hf_config.rope_parameters = params
+    hf_config.validate_rope()
+    return params, context
+
+
+def load_causal_lm(name_or_path: str, rope_scaling=None):
+    """``(model, rope_parameters, context_length)``: the float32 causal LM of a built-in name or
+    local directory, with ``rope_scaling`` applied to its config before the weights load."""
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    path = resolve_model_path(name_or_path)
+    config = AutoConfig.from_pretrained(path)
+    rope, context = apply_rope_scaling(config, rope_scaling, name_or_path)
+    model = AutoModelForCausalLM.from_pretrained(path, config=config, dtype=torch.float32)
+    return model, rope, context
+
+
 def load_policy(
     name_or_path: str,
     *,
@@ -212,22 +310,30 @@ def load_policy(
     dtype: str = "auto",
     device: str = "auto",
     trainable: bool = True,
+    rope_scaling=None,
+    gradient_checkpointing: bool = False,
 ) -> Policy:
     """Load a causal LM and tokenizer; wrap it in a LoRA adapter when ``lora.r > 0``.
 
     Returns a ``Policy``. Weights are float32 on the chosen device; ``dtype`` picks the autocast
     dtype (``auto``: bf16 where supported, else fp32). ``lora`` is an ``rl.config.LoraConfig``
-    (None or r=0: full model, every weight trainable when ``trainable``).
+    (None or r=0: full model, every weight trainable when ``trainable``). ``rope_scaling``
+    (``rl.config.RopeScalingConfig``) extends the context through the model's config
+    (``apply_rope_scaling``); the policy records it for the rollout engine. With
+    ``gradient_checkpointing`` the decoder layers are recomputed in the backward of a gradient
+    pass run under ``policy.checkpointing()``.
     """
-    import torch
-    from transformers import AutoModelForCausalLM
-
     path = resolve_model_path(name_or_path)
     dev = pick_device(device)
     tokenizer = load_tokenizer(str(path))
-    model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32).to(dev)
+    model, rope, context = load_causal_lm(str(path), rope_scaling)
+    model = model.to(dev)
     model.generation_config.pad_token_id = tokenizer.pad_token_id
     is_lora = lora is not None and lora.r > 0
+    if gradient_checkpointing:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        if is_lora and not getattr(model, "_require_grads_hooks", None):
+            model.enable_input_require_grads()  # frozen embeddings: the checkpointed input must carry grad
     if is_lora:
         from peft import LoraConfig as PeftLoraConfig
         from peft import get_peft_model
@@ -242,4 +348,5 @@ def load_policy(
         model = get_peft_model(model, peft_config)
     elif not trainable:
         model.requires_grad_(False)
-    return Policy(model, tokenizer, dev, pick_autocast_dtype(dtype, dev), path, is_lora)
+    return Policy(model, tokenizer, dev, pick_autocast_dtype(dtype, dev), path, is_lora,
+                  rope_scaling=rope, context_length=context, gradient_checkpointing=gradient_checkpointing)

@@ -101,8 +101,11 @@ def _start_trainer(tmp_path: Path, body: str, end: str, start_reaper: bool = Tru
     env = {**os.environ, "OMP_WAIT_POLICY": "PASSIVE", "PYTHONPATH": str(ROOT)}
     # output to a file: vLLM logs a lot, and an undrained pipe would block the trainer
     with open(tmp_path / "trainer.log", "w") as log:
+        # SIGINT back to its default: a test run started as a background job inherits it ignored
+        # (POSIX shells), and a trainer that ignores Ctrl-C cannot show what Ctrl-C does
         return subprocess.Popen([sys.executable, str(script)], cwd=ROOT, env=env, stdin=subprocess.PIPE,
-                                stdout=log, stderr=subprocess.STDOUT, text=True)
+                                stdout=log, stderr=subprocess.STDOUT, text=True,
+                                preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
 
 
 def _ready(trainer: subprocess.Popen, tmp_path: Path, timeout_s: float) -> dict:

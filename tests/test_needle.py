@@ -145,10 +145,15 @@ def test_answers_are_read_after_hashes_or_in_tags_and_matched_exactly(tok_dir):
     answer = task.answer
     assert extract_answer("blah\n#### x\nmore") == "x" and extract_answer("<answer> y </answer>") == "y"
     assert normalize(f"`{answer.upper()}`.") == answer
+    key = task.meta["chain"][0]
     for text, ok in [(f"#### {answer}", True), (f"<answer>{answer}</answer>", True), (f"####  **{answer}**", True),
-                     (f"#### {answer}7", False), (answer, False), (f"#### the code is {answer}", False)]:
+                     (f"#### {answer}7", False), (f"#### the code is {answer}", False),
+                     # no marker: the last answer-shaped token is read (retrieval, not format)
+                     (answer, True), (f"The code of {key} is {answer}.", True), (f"The code of {answer} is {key}.", False),
+                     ("I do not know.", False)]:
         assert verify(task, episode_of(task, text)).correct is ok, text
-    assert verify(task, episode_of(task, answer)).details["reason"].startswith("no '####")
+    assert verify(task, episode_of(task, f"The code of {key} is {answer}.")).details["marked"] is False
+    assert verify(task, episode_of(task, "I do not know.")).details["reason"].startswith("no '####")
 
 
 def test_options_are_checked_and_errors_name_the_key(tok_dir):

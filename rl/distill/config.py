@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
-from rl.config import EnvConfig, EvalConfig, LoraConfig, RewardConfig, check
+from rl.config import EnvConfig, EvalConfig, LoraConfig, RewardConfig, RopeScalingConfig, check
 
 
 @dataclass
@@ -57,6 +57,9 @@ class SFTSectionConfig:
     # wall-clock budget of the SFT in seconds: training stops after the first step that reaches it
     # (max_steps still sets the learning-rate schedule). None: max_steps alone
     max_train_s: float | None = None
+    # recompute each decoder layer in the backward (HF gradient checkpointing, through TRL): long
+    # traces fit in memory for ~1/3 more compute
+    gradient_checkpointing: bool = False
 
     def __post_init__(self) -> None:
         check(self.max_steps >= 1, "sft.max_steps", "must be >= 1")
@@ -85,6 +88,8 @@ class DistillConfig:
     teacher: TeacherConfig = field(default_factory=TeacherConfig)
     reward: RewardConfig = field(default_factory=RewardConfig)
     lora: LoraConfig = field(default_factory=LoraConfig)
+    # the student's context extension (SFT and its evals); the saved model/ keeps it in its config.json
+    rope_scaling: RopeScalingConfig = field(default_factory=RopeScalingConfig)
     sft: SFTSectionConfig = field(default_factory=SFTSectionConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
 

@@ -158,15 +158,14 @@ def build_sft_trainer(cfg: DistillConfig, dataset, out_dir: Path):
     """
     import torch
     from peft import LoraConfig
-    from transformers import AutoModelForCausalLM
     from trl import SFTConfig, SFTTrainer
 
-    from rl.models import load_tokenizer, pick_autocast_dtype, pick_device, resolve_model_path
+    from rl.models import load_causal_lm, load_tokenizer, pick_autocast_dtype, pick_device
 
     device = pick_device(cfg.device)
     autocast = pick_autocast_dtype(cfg.dtype, device)
     tokenizer = load_tokenizer(cfg.model)
-    model = AutoModelForCausalLM.from_pretrained(resolve_model_path(cfg.model), dtype=torch.float32)
+    model, _, _ = load_causal_lm(cfg.model, cfg.rope_scaling)  # the saved student keeps the RoPE scaling
     s = cfg.sft
     args = SFTConfig(
         output_dir=str(out_dir / "sft"), max_steps=s.max_steps, per_device_train_batch_size=s.batch_size,
@@ -175,7 +174,7 @@ def build_sft_trainer(cfg: DistillConfig, dataset, out_dir: Path):
         logging_steps=s.logging_steps, save_strategy="steps", save_steps=s.save_every, save_total_limit=2,
         max_length=s.max_length, completion_only_loss=True, seed=cfg.seed, data_seed=cfg.seed,
         bf16=autocast == torch.bfloat16, fp16=autocast == torch.float16, use_cpu=device.type == "cpu",
-        report_to=[], disable_tqdm=not cfg.progress, gradient_checkpointing=False,
+        report_to=[], disable_tqdm=not cfg.progress, gradient_checkpointing=s.gradient_checkpointing,
         dataloader_num_workers=0, dataset_num_proc=None,
     )
     peft_config = None
@@ -250,7 +249,8 @@ def _evaluate(model: str, cfg: DistillConfig) -> dict[str, Any]:
     from rl.evaluate import evaluate_policy
     from rl.models import load_policy
 
-    policy = load_policy(model, lora=None, dtype=cfg.dtype, device=cfg.device, trainable=False)
+    policy = load_policy(model, lora=None, dtype=cfg.dtype, device=cfg.device, trainable=False,
+                         rope_scaling=cfg.rope_scaling)
     result = evaluate_policy(policy, cfg.env, cfg.eval, cfg.reward)
     result["model"] = model
     return result
@@ -264,7 +264,7 @@ def distill(cfg: DistillConfig, resume: bool = False) -> Path:
     from rl.models import check_model_available
     from rl.distill.teachers import build_teacher
 
-    check_model_available(cfg.model)  # fail before any expensive work
+    check_model_available(cfg.model, cfg.rope_scaling)  # fail before any expensive work
     out = Path(cfg.output_dir)
     if not resume and (out / "provenance.json").exists() and "traces" in cfg.stages:
         raise ConfigError(f"output_dir '{out}' already holds a distillation run: pass --resume to "

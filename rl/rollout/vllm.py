@@ -79,11 +79,11 @@ class VLLMEngine:
             tokenizer=str(policy.path),
             dtype=_dtype(cfg.dtype, policy),
             seed=seed,
-            max_model_len=cfg.max_model_len,
             enable_prefix_caching=True,
             logprobs_mode="processed_logprobs",
             enforce_eager=(not on_cuda) if cfg.enforce_eager is None else cfg.enforce_eager,
         )
+        kwargs.update(vllm_overrides(policy, cfg))  # max_model_len, and the policy's RoPE scaling
         if on_cuda:
             kwargs["gpu_memory_utilization"] = cfg.gpu_memory_utilization
         else:
@@ -191,6 +191,32 @@ class VLLMEngine:
             if core is not None and hasattr(core, "shutdown"):
                 core.shutdown()
         shutil.rmtree(self.workdir, ignore_errors=True)
+
+
+def vllm_overrides(policy, cfg) -> dict:
+    """The ``vllm.LLM`` kwargs that follow from the policy's context: ``max_model_len``
+    (``cfg.max_model_len``, raised to ``policy.context_length`` when RoPE is scaled) and, with RoPE
+    scaling, ``hf_overrides``: the same ``rope_parameters`` transformers runs (``Policy.rope_scaling``)
+    and the ``max_position_embeddings`` that vLLM's conventions need for the same model.
+
+    vLLM reads ``max_position_embeddings`` of ``yarn`` as already extended (the transformers config's
+    value) and of ``linear`` as the native length it multiplies by ``factor`` (likewise). Its
+    ``dynamic`` NTK computes one RoPE base for ``max_position_embeddings / max_trained_positions``:
+    set to ``context / native`` it is transformers' base at the full extended length (transformers
+    rescales per sequence length instead, and is unscaled up to the native length).
+    """
+    out: dict = {"max_model_len": cfg.max_model_len}
+    rope = policy.rope_scaling
+    if rope is None:
+        return out
+    params = dict(rope)
+    native_or_scaled = int(policy.model.config.max_position_embeddings)
+    hf = {"rope_parameters": params, "max_position_embeddings": native_or_scaled}
+    if params.get("rope_type") == "dynamic":
+        params["max_trained_positions"] = native_or_scaled
+        hf["max_position_embeddings"] = policy.context_length
+    out.update(hf_overrides=hf, max_model_len=max(cfg.max_model_len, policy.context_length))
+    return out
 
 
 def _close_at_exit(ref: "weakref.ref[VLLMEngine]") -> None:

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal
 
 from envs.curriculum import CurriculumConfig
-from rl.config import EnvConfig, LoraConfig, RewardConfig, RolloutConfig, check, from_dict
+from rl.config import EnvConfig, LoraConfig, RewardConfig, RolloutConfig, RopeScalingConfig, check, from_dict
 from rl.errors import ConfigError
 from rl.run.tracking import check_tracker_names
 
@@ -142,6 +142,10 @@ class OptimConfig:
     # reused by every completion (gradients flow through it); false: each sample runs it itself
     share_prompt: bool = True
     max_nonfinite_streak: int = 3  # stop after this many NaN/Inf updates in a row (each is skipped)
+    # recompute each decoder layer in the backward instead of keeping its activations (HF gradient
+    # checkpointing): ~1/3 more compute for activation memory ~ one layer's, what long sequences need.
+    # The same gradients; a shared prompt is then run packed (rl/trainer/forward.py)
+    gradient_checkpointing: bool = False
 
     def __post_init__(self) -> None:
         check(self.lr > 0, "optim.lr", f"must be > 0, got {self.lr}")
@@ -190,6 +194,7 @@ class TrainConfig:
     # by default (rl/run/tracking.py); their packages are checked when the run directory opens
     report_to: list[str] = field(default_factory=lambda: ["jsonl"])
     lora: LoraConfig = field(default_factory=LoraConfig)
+    rope_scaling: RopeScalingConfig = field(default_factory=RopeScalingConfig)  # the policy's context extension
     env: EnvConfig = field(default_factory=EnvConfig)
     rollout: RolloutConfig = field(default_factory=RolloutConfig)
     reward: RewardConfig = field(default_factory=RewardConfig)

@@ -122,15 +122,17 @@ def hidden_states(policy, micro: MicroBatch, share_prompt: bool = True) -> torch
     padding (block-diagonal attention over the rows, all of them attending to the prefix), when
     they are under ``PACK_BELOW`` of the padded rows (completions that stopped early), or as a
     padded batch over the prefix's repeated keys/values: packing saves the padded tokens' linear
-    layers but computes a dense attention over the whole pack.
+    layers but computes a dense attention over the whole pack. Under gradient checkpointing
+    (``Policy.checkpointing``) the rows are always packed: a checkpointed layer drops a KV cache.
     """
     decoder, _ = _decoder_and_head(policy.model)
     rows, p = micro.input_ids_bt.shape[0], micro.shared_prefix if share_prompt else 0
     if p == 0:
-        return decoder(input_ids=micro.input_ids_bt, attention_mask=micro.attention_mask_bt).last_hidden_state
+        return decoder(input_ids=micro.input_ids_bt, attention_mask=micro.attention_mask_bt,
+                       use_cache=False).last_hidden_state
     lengths = micro.attention_mask_bt.sum(1).tolist()
     own, padded = sum(lengths) - rows * p, rows * (micro.input_ids_bt.shape[1] - p)
-    if own <= PACK_BELOW * padded:
+    if own <= PACK_BELOW * padded or _checkpointing(decoder):  # a checkpointed layer drops a KV cache
         return _packed_hidden_states(decoder, micro.input_ids_bt, lengths, p)
     prefix = decoder(input_ids=micro.input_ids_bt[:1, :p], use_cache=True)
     cache = prefix.past_key_values
@@ -138,6 +140,12 @@ def hidden_states(policy, micro: MicroBatch, share_prompt: bool = True) -> torch
     rest = decoder(input_ids=micro.input_ids_bt[:, p:], attention_mask=micro.attention_mask_bt,
                    past_key_values=cache, use_cache=True)
     return torch.cat([prefix.last_hidden_state.expand(rows, -1, -1), rest.last_hidden_state], dim=1)
+
+
+def _checkpointing(decoder) -> bool:
+    """Whether transformers' gradient checkpointing is on for a layer of ``decoder`` (it then
+    replaces a ``past_key_values`` passed to the layer by None: ``Policy.checkpointing``)."""
+    return any(getattr(m, "gradient_checkpointing", False) and m.training for m in decoder.modules())
 
 
 def _packed_hidden_states(decoder, input_ids_bt: torch.Tensor, lengths: list[int], p: int) -> torch.Tensor:
@@ -158,7 +166,7 @@ def _packed_hidden_states(decoder, input_ids_bt: torch.Tensor, lengths: list[int
     causal_ll = torch.ones(offset, offset, dtype=torch.bool, device=device).tril()
     visible_ll = causal_ll & ((seg_l[None, :] == seg_l[:, None]) | (seg_l[None, :] == -1))
     h_1lh = decoder(input_ids=torch.cat(pieces)[None], attention_mask=visible_ll[None, None],
-                    position_ids=torch.tensor([positions], device=device)).last_hidden_state
+                    position_ids=torch.tensor([positions], device=device), use_cache=False).last_hidden_state
     return h_1lh[0][torch.tensor(index_bt, device=device)]
 
 

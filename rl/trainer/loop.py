@@ -75,7 +75,7 @@ def _resume(run: RunDir, policy, optimizer, scheduler, source, extra=None, world
 
 
 def _check_before_loading(cfg: TrainConfig, resume: bool, world: World = ONE) -> None:
-    check_model_available(cfg.model)
+    check_model_available(cfg.model, cfg.rope_scaling)
     if cfg.rollout.prompts_per_step % world.size:
         raise ConfigError(f"config key 'rollout.prompts_per_step': {cfg.rollout.prompts_per_step} prompts do not "
                           f"split over {world.size} processes: use a multiple of {world.size}, or launch a "
@@ -107,7 +107,8 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
     if cfg.curriculum.enabled:
         source = CurriculumSource(source, cfg.curriculum, cfg.seed)
     reward_fn = build_reward(cfg.env, cfg.reward)
-    policy = load_policy(cfg.model, lora=cfg.lora, dtype=cfg.dtype, device=cfg.device)
+    policy = load_policy(cfg.model, lora=cfg.lora, dtype=cfg.dtype, device=cfg.device, rope_scaling=cfg.rope_scaling,
+                         gradient_checkpointing=cfg.optim.gradient_checkpointing)
     signals = build_signals(cfg, policy)
     modules = trainable_modules(signals)  # PPO's value head: optimised and checkpointed with the policy
     value_head = modules.get("value_head")

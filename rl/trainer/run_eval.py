@@ -24,7 +24,7 @@ def load_run_policy(run_dir, step: int | None = None, device: str | None = None)
     run_dir = Path(run_dir)
     run_cfg = load_config(TrainConfig, run_dir / "config.yaml")
     policy = load_policy(run_cfg.model, lora=run_cfg.lora, dtype=run_cfg.dtype, device=device or run_cfg.device,
-                         trainable=False)
+                         trainable=False, rope_scaling=run_cfg.rope_scaling)
     if step != 0:
         checkpoints = list_checkpoints(run_dir / "checkpoints")
         path = checkpoints[-1] if checkpoints and step is None else run_dir / "checkpoints" / f"step_{step}"

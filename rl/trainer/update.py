@@ -156,9 +156,10 @@ def policy_update(policy, optimizer, scheduler, batch, advantages: list[Advantag
                 micro = collate(samples, chunk, advantages, pad_id, policy.device)
                 mask_bt = micro.loss_mask_bt
                 width = mask_bt.shape[1]
-                logprobs_bt, entropy_bt, values_bt = token_logprobs(
-                    policy, micro, temperature, with_entropy=True, value_head=value_head,
-                    entropy_grad=algo.entropy_coef > 0, share_prompt=optim.share_prompt)
+                with policy.checkpointing():  # recompute layers in the backward (optim.gradient_checkpointing)
+                    logprobs_bt, entropy_bt, values_bt = token_logprobs(
+                        policy, micro, temperature, with_entropy=True, value_head=value_head,
+                        entropy_grad=algo.entropy_coef > 0, share_prompt=optim.share_prompt)
                 old_bt = _stack(old, chunk, width, policy.device) if need_old else logprobs_bt.detach()
                 ref_bt = _stack(ref, chunk, width, policy.device) if need_ref else None
                 n_tok = float(mask_bt.sum())
