@@ -26,7 +26,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
-from rl.errors import DataError
+from rl.errors import ConfigError, DataError
 from rl.types import STEP_SEPARATOR, Episode, Message, Outcome, Task
 
 HELDOUT_EVERY = 10  # one task in ten (by its prompt's hash) belongs to the held-out split
@@ -97,6 +97,12 @@ class PositionStream:
     STATE_NAME = "source"
     seed: int
     position: int
+
+    def start_stream(self, seed: int) -> None:
+        """Set ``seed`` (``ConfigError`` naming ``seed`` unless it is an int) and position 0."""
+        if not is_int(seed):
+            raise ConfigError(f"config key 'seed': {seed!r}: use an integer")
+        self.seed, self.position = seed, 0
 
     def task_at(self, index: int) -> Task:
         raise NotImplementedError

@@ -99,13 +99,10 @@ class ChainMathSource(PositionStream):
     STATE_NAME = "chain_math"
 
     def __init__(self, config: ChainMathConfig | None = None, seed: int = 0):
-        if not is_int(seed):
-            raise ConfigError(f"config key 'seed': {seed!r}: use an integer")
+        self.start_stream(seed)
         self.config = config or ChainMathConfig()
-        self.seed = seed
         self.min_horizon = self.config.min_horizon
         self.max_horizon = self.config.max_horizon
-        self.position = 0
 
     def task_at(self, index: int) -> Task:
         """Task number ``index`` under the current horizon settings (the position is unchanged)."""

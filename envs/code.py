@@ -114,11 +114,8 @@ class HumanEvalSource(PositionStream):
     STATE_NAME = "humaneval"
 
     def __init__(self, config: HumanEvalConfig | None = None, seed: int = 0):
-        if isinstance(seed, bool) or not isinstance(seed, int):
-            raise ConfigError(f"config key 'seed': {seed!r}: use an integer")
+        self.start_stream(seed)
         self.config = config or HumanEvalConfig()
-        self.seed = seed
-        self.position = 0
         self.problems = load_problems()
         self._order: tuple[int, list[int]] = (-1, [])
 

@@ -422,11 +422,9 @@ class DatasetSource(PositionStream):
     STATE_NAME = "dataset"
 
     def __init__(self, options: DatasetOptions, seed: int = 0):
-        if not isinstance(seed, int) or isinstance(seed, bool):
-            raise ConfigError(f"config key 'seed': {seed!r}: use an integer")
-        self.options, self.seed = options, seed
+        self.start_stream(seed)
+        self.options = options
         self.rows = (options.data.train, options.data.eval)
-        self.position = 0
         self.low: float | int | None = None
         self.high: float | int | None = None
         self.active: tuple[list[int], ...] = tuple(list(range(len(rows))) for rows in self.rows)

@@ -160,12 +160,9 @@ class NeedleSource(PositionStream):
     STATE_NAME = "needle"
 
     def __init__(self, config: NeedleConfig | None = None, seed: int = 0):
-        if not is_int(seed):
-            raise ConfigError(f"config key 'seed': {seed!r}: use an integer")
+        self.start_stream(seed)
         self.config = config or NeedleConfig()
-        self.seed = seed
         self.min_hops, self.max_hops = self.config.min_hops, self.config.max_hops
-        self.position = 0
         self._tokenizer_dir = tokenizer_dir(self.config.tokenizer)
 
     @property

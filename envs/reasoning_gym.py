@@ -318,13 +318,10 @@ class ReasoningGymSource(PositionStream):
     STATE_NAME = "reasoning_gym"
 
     def __init__(self, config: ReasoningGymConfig | None = None, seed: int = 0):
-        if not is_int(seed):
-            raise ConfigError(f"config key 'seed': {seed!r}: use an integer")
+        self.start_stream(seed)
         self.config = config or ReasoningGymConfig()
-        self.seed = seed
         self.mix = task_mix(self.config)
         self.min_horizon, self.max_horizon = self.config.min_horizon, self.config.max_horizon
-        self.position = 0
         self._datasets: OrderedDict[tuple, Any] = OrderedDict()
 
     def task_at(self, index: int) -> Task:
