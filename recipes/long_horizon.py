@@ -43,7 +43,8 @@ from rl.distill.config import DistillConfig  # noqa: E402
 from rl.trainer.config import TrainConfig  # noqa: E402
 
 PRESETS = {"full": ROOT / "recipes" / "configs" / "long_horizon.yaml",
-           "quick": ROOT / "recipes" / "configs" / "long_horizon_quick.yaml"}
+           "quick": ROOT / "recipes" / "configs" / "long_horizon_quick.yaml",
+           "hard": ROOT / "recipes" / "configs" / "long_horizon_hard.yaml"}
 STAGES = ("eval_base", "distill", "eval_sft", "rl", "eval_rl", "control", "eval_control", "report")
 
 

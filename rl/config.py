@@ -223,11 +223,17 @@ class RewardConfig:
     # env's exact step labels (envs whose spec has step_labels, e.g. chain_math)
     prm: str | None = None
     process_weight: float = 0.5  # advantage = (1 - w) * outcome + w * process (DeepSeekMath)
+    # how step rewards become step advantages: "to_go" (DeepSeekMath: group-normalised rewards summed
+    # over the step and every later one) or "first_error" (each step against the group's episodes
+    # with the same passed prefix, nothing after an episode's first failed step: rl.algorithms.process)
+    process_credit: Literal["to_go", "first_error"] = "to_go"
     prm_batch_size: int = 16
 
     def __post_init__(self) -> None:
         check(0 <= self.process_weight <= 1, "reward.process_weight",
               f"must be in [0, 1], got {self.process_weight}")
+        check(self.process_credit in ("to_go", "first_error"), "reward.process_credit",
+              f"{self.process_credit!r} is not one of ['to_go', 'first_error']")
         check(self.verifier_timeout_s >= 0, "reward.verifier_timeout_s",
               f"must be >= 0 (0 = no isolation), got {self.verifier_timeout_s}")
 

@@ -39,6 +39,7 @@ class EvalJobConfig:
     env: EnvConfig = field(default_factory=EnvConfig)
     reward: RewardConfig = field(default_factory=RewardConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
+    progress: bool = True  # a progress bar with an ETA per target
 
     def __post_init__(self) -> None:
         check(bool(self.targets), "targets", "name one or more models, model dirs, run dirs or checkpoints: "
@@ -117,7 +118,8 @@ def evaluate_target(target: Target, cfg: EvalJobConfig, engine=None) -> dict[str
     from rl.evaluate import evaluate_policy
 
     policy, step = load_target(target, cfg)
-    result = evaluate_policy(policy, cfg.env, cfg.eval, cfg.reward, engine=engine)
+    result = evaluate_policy(policy, cfg.env, cfg.eval, cfg.reward, engine=engine,
+                             progress=target.label if cfg.progress else None)
     result.update(target=target.label, path=target.path, step=step)
     return result
 

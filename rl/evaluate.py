@@ -59,7 +59,7 @@ def solved(episode) -> bool:
 
 
 def evaluate_policy(policy, env: EnvConfig, cfg: EvalConfig, reward: RewardConfig,
-                    engine=None) -> dict[str, Any]:
+                    engine=None, progress: str | None = None) -> dict[str, Any]:
     """The horizon curve of ``policy`` on held-out tasks.
 
     Returns ``{"pass@1": {h: rate}, "pass@1_ci": {h: [lo, hi]}, "n_per_horizon": {h: n},
@@ -69,9 +69,11 @@ def evaluate_policy(policy, env: EnvConfig, cfg: EvalConfig, reward: RewardConfi
     ``cfg.temperature``, k in ``cfg.k`` up to n). pass@1 is greedy. Episodes whose verifier
     failed count as not solved and are reported in ``verifier_errors`` (never silently).
     ``engine``: reuse an open engine; otherwise one is built from ``cfg.engine`` and closed.
+    ``progress``: a label for a progress bar over the generations (with an ETA); None: no bar.
     """
     from rl.build import build_engine, build_reward, build_runner, build_task_source
     from rl.rollout.base import SamplingParams
+    from rl.run.progress import WorkBar
 
     t0 = time.perf_counter()
     own_engine = engine is None
@@ -97,28 +99,35 @@ def evaluate_policy(policy, env: EnvConfig, cfg: EvalConfig, reward: RewardConfi
         result["verifier_errors"] += sum(e.has_error("verifier") for e in episodes)
         return sum(solved(e) for e in episodes)
 
-    try:
-        for h, tasks in eval_tasks(env, cfg).items():
-            episodes = [g.episodes[0] for g in runner.run(tasks, 1, greedy)]
-            n_solved = score(episodes)
-            counts[h] = (n_solved, len(episodes))
-            result["n_per_horizon"][h] = len(episodes)
-            result["pass@1"][h] = n_solved / len(episodes)
-            result["pass@1_ci"][h] = [round(x, 4) for x in wilson_interval(n_solved, len(episodes))]
-            result["examples"][h] = {"prompt": tasks[0].messages[-1]["content"],
-                                     "completion": episodes[0].final_text, "answer": tasks[0].answer}
-            if ks:
-                groups = runner.run(tasks, cfg.samples, sampled.with_seed(cfg.seed + h))
-                correct = [(len(g.episodes), score(g.episodes)) for g in groups]
-                for k in ks:
-                    rate = statistics.fmean(pass_at_k(n, c, k) for n, c in correct)
-                    result["pass@k"][k][h] = rate
-                    result["pass@k_ci"][k][h] = [round(x, 4) for x in wilson_interval(rate * len(correct),
-                                                                                     len(correct))]
-    finally:
-        close_envs()
-        if own_engine:
-            engine.close()
+    by_horizon = eval_tasks(env, cfg)
+    # a generation's cost grows with the horizon (one line per step): weigh each task by h
+    work = {h: len(tasks) * max(1, h if isinstance(h, int) else 1) for h, tasks in by_horizon.items()}
+    total = sum(w * (1 + cfg.samples) for w in work.values())
+    with WorkBar(f"eval {progress}", total, enabled=progress is not None) as bar:
+        try:
+            for h, tasks in by_horizon.items():
+                episodes = [g.episodes[0] for g in runner.run(tasks, 1, greedy)]
+                bar.advance(work[h], f"h={h} greedy")
+                n_solved = score(episodes)
+                counts[h] = (n_solved, len(episodes))
+                result["n_per_horizon"][h] = len(episodes)
+                result["pass@1"][h] = n_solved / len(episodes)
+                result["pass@1_ci"][h] = [round(x, 4) for x in wilson_interval(n_solved, len(episodes))]
+                result["examples"][h] = {"prompt": tasks[0].messages[-1]["content"],
+                                         "completion": episodes[0].final_text, "answer": tasks[0].answer}
+                if ks:
+                    groups = runner.run(tasks, cfg.samples, sampled.with_seed(cfg.seed + h))
+                    bar.advance(work[h] * cfg.samples, f"h={h} sampled")
+                    correct = [(len(g.episodes), score(g.episodes)) for g in groups]
+                    for k in ks:
+                        rate = statistics.fmean(pass_at_k(n, c, k) for n, c in correct)
+                        result["pass@k"][k][h] = rate
+                        result["pass@k_ci"][k][h] = [round(x, 4)
+                                                     for x in wilson_interval(rate * len(correct), len(correct))]
+        finally:
+            close_envs()
+            if own_engine:
+                engine.close()
     summary = h50_summary(counts)
     result.update(h50=summary["h50"], h50_ci=[summary["low"], summary["high"]], h50_censored=summary["censored"])
     result["time_s"] = time.perf_counter() - t0

@@ -128,6 +128,26 @@ def test_group_and_process_signals_add_up_per_token():
     assert credit.metrics["prm/fallback_samples"] == 0.0
 
 
+def test_first_error_process_credit_reaches_the_tokens():
+    # the same two episodes, reward.process_credit: first_error. Step 0: both right (peers 0, 1;
+    # baseline 1) -> 0 and 0. Step 1: peers 0, 1, rewards 1 and 0, baseline 0.5 -> +0.5 and -0.5.
+    episodes = []
+    for text in ("a\nb", "c\nd"):
+        ep = _episode(text)
+        ep.turns[0].steps = [Step("x", 0, 1), Step("y", 1, 2)]
+        ep.reward = 0.0
+        episodes.append(ep)
+    batch = _batch([EpisodeGroup(TASK, episodes)])
+    prm = _ScriptedPRM({"a\nb": [1.0, 1.0], "c\nd": [1.0, 0.0]})
+    credit = assign_credit(batch, [ProcessReward(prm, 1.0, credit="first_error")])
+    assert credit.advantages[0][2:].tolist() == pytest.approx([0.0, 0.5])
+    assert credit.advantages[1][2:].tolist() == pytest.approx([0.0, -0.5])
+    cfg = load_config(TrainConfig, None, ["--reward.prm", "exact", "--reward.process_credit", "first_error"])
+    assert cfg.reward.process_credit == "first_error"
+    with pytest.raises(ConfigError, match="reward.process_credit"):
+        load_config(TrainConfig, None, ["--reward.process_credit", "last"])
+
+
 @pytest.mark.parametrize("overrides,key", [
     (["--algorithm", "ppo", "--distill.teacher", "tiny-random"], "distill.teacher"),
     (["--algorithm", "reinforce_pp", "--distill.teacher", "tiny-random"], "algorithm.kl_mode"),

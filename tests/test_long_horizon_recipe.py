@@ -69,3 +69,17 @@ def test_eval_rejects_bad_targets_before_loading(tmp_path, capsys):
     assert "neither a built-in model" in capsys.readouterr().err
     assert main(["eval"]) == 2
     assert "targets" in capsys.readouterr().err
+
+
+def test_every_preset_loads_and_rl_sees_the_distilled_task():
+    """Each preset is a valid config; the RL env asks the distilled task's questions (same ranges
+    and operations), at horizons up to the longest one evaluated."""
+    import long_horizon
+    from rl.config import load_config, to_dict
+
+    for name, path in long_horizon.PRESETS.items():
+        cfg = load_config(long_horizon.LongHorizonConfig, path, [])
+        drop = ("min_horizon", "max_horizon")
+        task = {k: v for k, v in to_dict(cfg.distill.env).items() if k not in drop}
+        assert task == {k: v for k, v in to_dict(cfg.rl.env).items() if k not in drop}, name
+        assert max(cfg.eval.horizons) <= to_dict(cfg.rl.env)["max_horizon"], name

@@ -2,7 +2,8 @@
 
 import pytest
 
-from rl.algorithms.process import mix_advantages, process_advantages, token_advantages_from_steps
+from rl.algorithms.process import (first_error_advantages, mix_advantages, process_advantages,
+                                   token_advantages_from_steps)
 
 
 def test_two_episodes_three_steps_hand_worked():
@@ -60,3 +61,31 @@ def test_mix_outcome_and_process():
     assert mix_advantages(2.0, [0.5, -1.0], 1.0) == [0.5, -1.0]
     with pytest.raises(ValueError):
         mix_advantages(1.0, [0.0], 1.5)
+
+
+def test_first_error_credit_hand_worked():
+    # exact labels of 4 episodes (3 steps + answer line):
+    # A [1, 1, 1, 1]  B [1, 0, 0, 0]  C [1, 1, 0, 1]  D [0, 1, 1, 1]
+    # step 0: peers A B C D, rewards 1 1 1 0, baseline 0.75 -> A B C +0.25, D -0.75
+    # step 1: peers (step 0 passed) A B C, rewards 1 0 1, baseline 2/3 -> A C +1/3, B -2/3; D 0 (after its error)
+    # step 2: peers A C (B failed step 1), rewards 1 0, baseline 0.5 -> A +0.5, C -0.5; B, D 0
+    # step 3: peers A only (C failed step 2): a single peer, 0 for everyone
+    a, b, c, d = first_error_advantages([[1, 1, 1, 1], [1, 0, 0, 0], [1, 1, 0, 1], [0, 1, 1, 1]])
+    assert a == pytest.approx([0.25, 1 / 3, 0.5, 0.0])
+    assert b == pytest.approx([0.25, -2 / 3, 0.0, 0.0])
+    assert c == pytest.approx([0.25, 1 / 3, -0.5, 0.0])
+    assert d == pytest.approx([-0.75, 0.0, 0.0, 0.0])
+    # DeepSeekMath's to-go sums blame B's right first step for its later slip; first-error credit does not
+    assert process_advantages([[1, 1, 1, 1], [1, 0, 0, 0], [1, 1, 0, 1], [0, 1, 1, 1]])[1][0] < 0 < b[0]
+
+
+def test_first_error_credit_soft_scores_ragged_and_degenerate():
+    # PRM probabilities, threshold 0.5: A [0.9, 0.4, 0.8], B [0.6], C []
+    # step 0: peers A B (C has no step 0): baseline 0.75 -> A +0.15, B -0.15
+    # step 1: peers A only -> 0; step 2: A failed step 1 (0.4 < 0.5) -> 0
+    a, b, c = first_error_advantages([[0.9, 0.4, 0.8], [0.6], []])
+    assert a == pytest.approx([0.15, 0.0, 0.0])
+    assert b == pytest.approx([-0.15])
+    assert c == []
+    assert first_error_advantages([[1, 1], [1, 1]]) == [[0.0, 0.0], [0.0, 0.0]]  # all equal: no credit
+    assert first_error_advantages([]) == []

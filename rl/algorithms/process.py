@@ -54,6 +54,45 @@ def process_advantages(step_rewards_g: list[list[float]], eps: float = 1e-4) -> 
     return out
 
 
+def first_error_advantages(step_rewards_g: list[list[float]], threshold: float = 0.5) -> list[list[float]]:
+    """Local step credit up to each episode's first failed step, against a shared-prefix baseline.
+
+    Not DeepSeekMath: its to-go sums (``process_advantages``) charge a knock-on error to every
+    earlier step, so a right first step of a solution that slips later is pushed down. Here a step
+    is judged on its own, given the prefix it was written after:
+
+    - the *peers* of step position j are the group's episodes whose steps 0..j-1 all scored
+      ``>= threshold`` and that have a step j;
+    - ``baseline_j`` is the mean step-j reward of those peers, and a peer's step j gets
+      ``r_ij - baseline_j`` (no division by the std, as in Dr. GRPO: a step that 7 of 8 peers get
+      right costs the eighth -0.875, not -2.5);
+    - steps after an episode's first failed step get 0: they start from a wrong state, so they are
+      neither credited nor blamed.
+
+    With exact labels (``reward.prm: exact``) every peer at position j is in the same true state,
+    so ``baseline_j`` is a Monte Carlo value of that state, paid for by the group's own samples
+    (VinePPO, Kazemnejad et al. 2024, spends extra rollouts on the same estimate). A position
+    with a single peer gets 0: there is nothing to compare it with.
+
+    Returns:
+        Same nesting as ``step_rewards_g``: ``out[i][j]`` is the advantage of every token of step
+        j of episode i.
+    """
+    ok_prefix = [[True] * (len(rewards) + 1) for rewards in step_rewards_g]  # ok_prefix[i][j]: steps < j passed
+    for i, rewards in enumerate(step_rewards_g):
+        for j, r in enumerate(rewards):
+            ok_prefix[i][j + 1] = ok_prefix[i][j] and float(r) >= threshold
+    out = [[0.0] * len(rewards) for rewards in step_rewards_g]
+    for j in range(max((len(r) for r in step_rewards_g), default=0)):
+        peers = [i for i, rewards in enumerate(step_rewards_g) if j < len(rewards) and ok_prefix[i][j]]
+        if len(peers) < 2:
+            continue
+        baseline = sum(float(step_rewards_g[i][j]) for i in peers) / len(peers)
+        for i in peers:
+            out[i][j] = float(step_rewards_g[i][j]) - baseline
+    return out
+
+
 def token_advantages_from_steps(
     step_spans: list[tuple[int, int]],
     step_values: list[float],

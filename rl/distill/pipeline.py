@@ -251,7 +251,7 @@ def _evaluate(model: str, cfg: DistillConfig) -> dict[str, Any]:
 
     policy = load_policy(model, lora=None, dtype=cfg.dtype, device=cfg.device, trainable=False,
                          rope_scaling=cfg.rope_scaling)
-    result = evaluate_policy(policy, cfg.env, cfg.eval, cfg.reward)
+    result = evaluate_policy(policy, cfg.env, cfg.eval, cfg.reward, progress=Path(model).name if cfg.progress else None)
     result["model"] = model
     return result
 

@@ -1,4 +1,5 @@
-"""A ``rich`` progress bar that shows the latest step's headline metrics."""
+"""``rich`` progress bars: training steps with the latest step's headline metrics, and a
+plain work bar (``WorkBar``) for stages that are not step loops (evaluations)."""
 
 from __future__ import annotations
 
@@ -17,14 +18,7 @@ class Progress:
 
     def __enter__(self) -> "Progress":
         if self.enabled:
-            from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeRemainingColumn
-            from rich.progress import Progress as RichProgress
-
-            self._bar = RichProgress(
-                TextColumn("[bold]train"), BarColumn(), MofNCompleteColumn(),
-                TimeRemainingColumn(), TextColumn("{task.description}"),
-            )
-            self._bar.__enter__()
+            self._bar = _rich_bar("train")
             self._task = self._bar.add_task("", total=self.total, completed=self.completed)
         return self
 
@@ -42,6 +36,39 @@ class Progress:
         if self.budget_s and step_s and spent_s is not None:
             total = min(total, self.completed + math.ceil(max(0.0, self.budget_s - spent_s) / step_s))
         self._bar.update(self._task, completed=self.completed, total=total, description=" ".join(parts))
+
+    def __exit__(self, *exc) -> None:
+        if self._bar is not None:
+            self._bar.__exit__(*exc)
+
+
+def _rich_bar(label: str):
+    """An entered rich bar: label, bar, done/total, ETA, description."""
+    from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeRemainingColumn
+    from rich.progress import Progress as RichProgress
+
+    bar = RichProgress(TextColumn(f"[bold]{label}"), BarColumn(), MofNCompleteColumn(),
+                       TimeRemainingColumn(), TextColumn("{task.description}"))
+    bar.__enter__()
+    return bar
+
+
+class WorkBar:
+    """Units of work done of ``total`` (e.g. generations of an evaluation), with an ETA."""
+
+    def __init__(self, label: str, total: int, enabled: bool = True):
+        self.label, self.total, self.enabled = label, total, enabled
+        self._bar = None
+
+    def __enter__(self) -> "WorkBar":
+        if self.enabled:
+            self._bar = _rich_bar(self.label)
+            self._task = self._bar.add_task("", total=self.total)
+        return self
+
+    def advance(self, units: int, description: str = "") -> None:
+        if self._bar is not None:
+            self._bar.update(self._task, advance=units, description=description)
 
     def __exit__(self, *exc) -> None:
         if self._bar is not None:

@@ -34,7 +34,7 @@ import torch
 from rl.algorithms.advantages import ADVANTAGE_ESTIMATORS, normalize_batch
 from rl.algorithms.gae import gae, whiten
 from rl.algorithms.losses import per_token_kl
-from rl.algorithms.process import process_advantages, token_advantages_from_steps
+from rl.algorithms.process import first_error_advantages, process_advantages, token_advantages_from_steps
 from rl.config import check
 from rl.trainer.batch import SignalOutput, TrainBatch
 
@@ -202,8 +202,10 @@ class ProcessReward:
 
     dense = "reward.prm"  # a per-token signal for every group: dynamic sampling would drop real signal
 
-    def __init__(self, scorer, weight: float):
-        self.scorer, self.weight = scorer, weight
+    CREDIT = {"to_go": process_advantages, "first_error": first_error_advantages}
+
+    def __init__(self, scorer, weight: float, credit: str = "to_go"):
+        self.scorer, self.weight, self.credit = scorer, weight, self.CREDIT[credit]
 
     @staticmethod
     def enabled(cfg) -> bool:
@@ -225,9 +227,9 @@ class ProcessReward:
         from rewards.prm.scorer import ExactLabelScorer, PRMScorer
 
         if cfg.reward.prm == "exact":
-            return cls(ExactLabelScorer(), cfg.reward.process_weight)
+            return cls(ExactLabelScorer(), cfg.reward.process_weight, cfg.reward.process_credit)
         scorer = PRMScorer(cfg.reward.prm, device=cfg.device, dtype=cfg.dtype, batch_size=cfg.reward.prm_batch_size)
-        return cls(scorer, cfg.reward.process_weight)
+        return cls(scorer, cfg.reward.process_weight, cfg.reward.process_credit)
 
     def __call__(self, batch: TrainBatch) -> SignalOutput:
         """``weight * A_process`` per token; a sample without PRM values (a PRM error, no steps,
@@ -237,7 +239,7 @@ class ProcessReward:
         values: dict[tuple[int, int], list[float]] = {}
         for g, group in enumerate(batch.groups):
             rated = [(e, ep) for e, ep in enumerate(group.episodes) if ep.reward is not None and ep.step_rewards]
-            for (e, _), per_step in zip(rated, process_advantages([ep.step_rewards for _, ep in rated])):
+            for (e, _), per_step in zip(rated, self.credit([ep.step_rewards for _, ep in rated])):
                 values[(g, e)] = per_step
         out, fallbacks = [], 0
         for origin, sample in zip(batch.origin, batch.samples):
