@@ -251,7 +251,8 @@ def _evaluate(model: str, cfg: DistillConfig) -> dict[str, Any]:
 
     policy = load_policy(model, lora=None, dtype=cfg.dtype, device=cfg.device, trainable=False,
                          rope_scaling=cfg.rope_scaling)
-    result = evaluate_policy(policy, cfg.env, cfg.eval, cfg.reward, progress=Path(model).name if cfg.progress else None)
+    label = Path(model).name if cfg.progress else None  # the eval's progress bar
+    result = evaluate_policy(policy, cfg.env, cfg.eval, cfg.reward, progress=label)
     result["model"] = model
     return result
 
