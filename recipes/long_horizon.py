@@ -1,7 +1,7 @@
-"""The main job: does RL lengthen the horizon? base eval -> distil -> GRPO with a curriculum -> eval,
+"""The main job: does RL lengthen the horizon? base eval -> distil -> GRPO past the traces -> eval,
 against the control: the same extra minutes spent on more SFT.
 
-    python recipes/long_horizon.py                       # what `make demo` runs (~35 min, 2 CPU cores)
+    python recipes/long_horizon.py                       # what `make demo` runs (~46 min, 2 CPU cores)
     python recipes/long_horizon.py --preset quick        # tiny settings on SmolLM2 (~5 min)
     python recipes/long_horizon.py --seed 1 --output_dir runs/long_horizon_s1
     python recipes/long_horizon.py --resume              # continue where a killed run stopped
@@ -11,7 +11,8 @@ Stages (each skipped on ``--resume`` once done; ``state.json`` records them):
 1. ``eval_base``: the base model's horizon curve on held-out tasks (``horizon eval``).
 2. ``distill``: oracle traces (h 1..4) -> SFT of a LoRA (TRL) -> merged student in ``distill/model``.
 3. ``eval_sft``: the student's curve.
-4. ``rl``: GRPO from the student with the horizon curriculum, for ``rl_minutes`` of loop time.
+4. ``rl``: GRPO from the student for ``rl_minutes`` of loop time (the preset samples every
+   horizon 1-8; ``rl.curriculum`` moves a window instead).
 5. ``eval_rl``: the RL checkpoint's curve.
 6. ``control``: more SFT from the student on fresh oracle traces for the same seconds the RL loop
    used (the schedule sized from the first SFT's seconds per step).
@@ -19,8 +20,8 @@ Stages (each skipped on ``--resume`` once done; ``state.json`` records them):
    95 % intervals, h50), the plots and a few sampled traces with their exact per-step labels.
 
 Every eval scores the same held-out tasks (the env's held-out split, disjoint from every
-training stream by construction). A second seed is a second output_dir; the README's claim
-reads both.
+training stream by construction). A second seed is a second output_dir;
+``recipes/long_horizon_seeds.py DIR DIR ...`` pools their curves into one table.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ import sys
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Literal
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
@@ -56,6 +58,9 @@ class LongHorizonConfig:
     output_dir: str = "runs/long_horizon"
     seed: int = 0
     rl_minutes: float = 10.0  # GRPO loop time; the control gets the same seconds of SFT
+    # the precision every target is scored in (the same for all, so the curves compare): bf16
+    # would round the SFT and RL weight deltas differently
+    eval_dtype: Literal["auto", "float32", "bfloat16"] = "float32"
     stages: list[str] = field(default_factory=lambda: list(STAGES))
     eval: EvalConfig = field(default_factory=EvalConfig)
     distill: DistillConfig = field(default_factory=DistillConfig)
@@ -72,7 +77,8 @@ def evaluate(cfg: LongHorizonConfig, out: Path, targets: dict[str, str]) -> dict
     from rl.eval_job import EvalJobConfig, run_eval_job
 
     job = EvalJobConfig(targets=list(targets.values()), labels=list(targets), output_dir=str(out / "eval"),
-                        env=cfg.rl.env, reward=replace(cfg.rl.reward, prm=None), eval=cfg.eval)  # no PRM in evals
+                        dtype=cfg.eval_dtype, env=cfg.rl.env, eval=cfg.eval,
+                        reward=replace(cfg.rl.reward, prm=None))  # no PRM in evals
     run_eval_job(job, resume=True)
     return json.loads((out / "eval" / "horizon_curve.json").read_text())["curves"]
 

@@ -156,7 +156,9 @@ class EnvConfig:
 class VLLMConfig:
     """vLLM engine settings. ``None`` means: pick for the device (CPU or CUDA)."""
 
-    dtype: Literal["auto", "bfloat16", "float16", "float32"] = "auto"  # auto: bf16 where native
+    # auto: the trainer's autocast dtype (bf16 where native), but float32 for a merged LoRA,
+    # whose small deltas bf16 would round away
+    dtype: Literal["auto", "bfloat16", "float16", "float32"] = "auto"
     kv_cache_gib: float = 1.0  # CPU: KV cache size (the default would take a share of all RAM)
     gpu_memory_utilization: float = 0.3  # CUDA: share of GPU memory for weights + KV cache
     max_model_len: int = 2048

@@ -83,3 +83,34 @@ def test_every_preset_loads_and_rl_sees_the_distilled_task():
         task = {k: v for k, v in to_dict(cfg.distill.env).items() if k not in drop}
         assert task == {k: v for k, v in to_dict(cfg.rl.env).items() if k not in drop}, name
         assert max(cfg.eval.horizons) <= to_dict(cfg.rl.env)["max_horizon"], name
+
+
+def test_seeds_pool_counts_over_runs(tmp_path, capsys):
+    import long_horizon_seeds
+
+    def curve(rates: dict[str, float], n: int) -> dict:
+        return {"pass@1": rates, "n_per_horizon": {h: n for h in rates}}
+
+    runs = []
+    for i, (sft, rl) in enumerate([({"1": 0.8, "4": 0.2}, {"1": 0.9, "4": 0.5}),
+                                   ({"1": 0.6, "4": 0.0}, {"1": 1.0, "4": 0.7})]):
+        d = tmp_path / f"s{i}" / "eval"
+        d.mkdir(parents=True)
+        d.joinpath("horizon_curve.json").write_text(json.dumps({"curves": {"SFT": curve(sft, 10),
+                                                                           "RL": curve(rl, 10)}}))
+        runs.append(d.parent)
+    pooled = long_horizon_seeds.pooled_curves(runs)
+    assert list(pooled) == ["SFT", "RL"]
+    # SFT: (8 + 6) / 20 and (2 + 0) / 20; RL: (9 + 10) / 20 and (5 + 7) / 20
+    assert pooled["SFT"]["pass@1"] == {1: 0.7, 4: 0.1} and pooled["RL"]["pass@1"] == {1: 0.95, 4: 0.6}
+    assert pooled["RL"]["n"] == {1: 20, 4: 20} and pooled["SFT"]["seeds"] == [{1: 0.8, 4: 0.2}, {1: 0.6, 4: 0.0}]
+    lo, hi = pooled["SFT"]["pass@1_ci"][4]
+    assert 0.02 < lo < 0.03 and 0.30 < hi < 0.31  # Wilson(2, 20)
+    # h50: RL crosses 0.5 past h=4 (censored at 4); SFT between 1 and 4, log2-linear: 2^(2 * 0.2 / 0.6)
+    assert pooled["RL"]["h50"] == 4.0 and pooled["SFT"]["h50"] == pytest.approx(2 ** (0.4 / 0.6), abs=1e-3)
+    assert long_horizon_seeds.main([str(d) for d in runs] + ["--out", str(tmp_path / "pooled")]) == 0
+    text = capsys.readouterr().out
+    assert "RL - SFT, points: h1 +25, h4 +50 (disjoint)" in text
+    assert (tmp_path / "pooled.png").stat().st_size > 0
+    with pytest.raises(SystemExit):
+        long_horizon_seeds.main([str(tmp_path / "missing")])

@@ -136,6 +136,22 @@ def descendants(roots, procs: dict | None = None) -> dict[int, int]:
 
 # --- the trainer's side ------------------------------------------------------------------------
 
+def named_descendants(prefix: str) -> dict[int, int]:
+    """Live descendants of this process whose command line starts with ``prefix``: pid -> start."""
+    return {pid: start for pid, start in descendants([os.getpid()]).items() if _name(pid).startswith(prefix)}
+
+
+def stop(targets: dict[int, int], grace_s: float = 10.0) -> dict[int, int]:
+    """Wait up to ``grace_s`` for ``targets`` (pid -> start time) to exit, then SIGKILL the rest
+    and wait 5 s more; returns those still alive (none, unless a process ignores SIGKILL in the
+    kernel)."""
+    left = _wait_gone(targets, grace_s)
+    if left:
+        _signal(left, signal.SIGKILL)
+        left = _wait_gone(left, 5.0)
+    return left
+
+
 def start(interval_s: float = INTERVAL_S, grace_s: float = GRACE_S) -> int | None:
     """Make sure a reaper watches this process; returns the reaper's pid (None off Linux).
 

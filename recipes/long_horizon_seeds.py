@@ -1,0 +1,111 @@
+"""Pool the held-out curves of several ``long_horizon`` runs (one per seed) into one table.
+
+    python recipes/long_horizon_seeds.py runs/lh_s0 runs/lh_s1 --out recipes/results/long_horizon_2seeds
+
+Each run's ``eval/horizon_curve.json`` holds greedy pass@1 per horizon for every model (base,
+SFT, RL, SFT-more) on the same held-out tasks. Per model and horizon this prints each seed's
+pass@1 and the pooled rate over seeds, successes / (n x seeds), with its Wilson 95 % interval
+and ``h50`` from the pooled counts. Pooling treats every (seed, task) pair as one trial: the
+interval covers task sampling, not the spread between seeds, which the per-seed columns show.
+The last lines compare RL with its start (SFT) and with the control (SFT-more), flagging
+horizons whose pooled intervals are disjoint.
+
+Writes ``OUT.json`` (per-seed and pooled curves) and ``OUT.png`` (pooled curves with intervals).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from rl.curve_stats import h50_summary, wilson_interval  # noqa: E402
+
+ORDER = ("base", "SFT", "RL", "SFT-more")
+
+
+def pooled_curves(run_dirs: list[Path]) -> dict[str, dict]:
+    """``{model: {"pass@1": {h: rate}, "pass@1_ci": {h: [lo, hi]}, "n": {h: trials}, "h50": ...,
+    "seeds": [{h: rate}, ...]}}`` over the models every run scored, horizons every run shares."""
+    runs = [json.loads((d / "eval" / "horizon_curve.json").read_text())["curves"] for d in run_dirs]
+    models = [m for m in ORDER if all(m in r for r in runs)]
+    models += [m for m in runs[0] if m not in models and all(m in r for r in runs)]
+    out = {}
+    for model in models:
+        curves = [r[model] for r in runs]
+        hs = sorted(set.intersection(*(set(c["pass@1"]) for c in curves)), key=int)
+        counts = {}
+        for h in hs:
+            wins = sum(round(c["pass@1"][h] * c["n_per_horizon"][h]) for c in curves)
+            counts[int(h)] = (wins, sum(c["n_per_horizon"][h] for c in curves))
+        summary = h50_summary(counts)
+        out[model] = {"pass@1": {h: w / n for h, (w, n) in counts.items()},
+                      "pass@1_ci": {h: list(wilson_interval(w, n)) for h, (w, n) in counts.items()},
+                      "n": {h: n for h, (_, n) in counts.items()},
+                      "h50": summary["h50"], "h50_ci": [summary["low"], summary["high"]],
+                      "h50_censored": summary["censored"],
+                      "seeds": [{int(h): c["pass@1"][h] for h in hs} for c in curves]}
+    return out
+
+
+def _delta(a: dict, b: dict) -> str:
+    cells = []
+    for h, p in a["pass@1"].items():
+        if h not in b["pass@1"]:
+            continue
+        (alo, ahi), (blo, bhi) = a["pass@1_ci"][h], b["pass@1_ci"][h]
+        mark = " (disjoint)" if alo > bhi or blo > ahi else ""
+        cells.append(f"h{h} {100 * (p - b['pass@1'][h]):+.0f}{mark}")
+    return ", ".join(cells)
+
+
+def table(pooled: dict[str, dict]) -> str:
+    """The markdown table: per model, pooled pass@1 [95 %] per horizon (seed values below it)."""
+    hs = sorted({h for c in pooled.values() for h in c["pass@1"]})
+    lines = ["| model | " + " | ".join(f"h={h}" for h in hs) + " | h50 |", "|---" * (len(hs) + 2) + "|"]
+    for model, c in pooled.items():
+        cells = []
+        for h in hs:
+            lo, hi = c["pass@1_ci"][h]
+            seeds = " / ".join(f"{s[h]:.2f}" for s in c["seeds"])
+            cells.append(f"{c['pass@1'][h]:.2f} [{lo:.2f}, {hi:.2f}] ({seeds})")
+        lo, hi = c["h50_ci"]
+        fmt = lambda x: "-" if x is None else f"{x:.2f}"  # noqa: E731
+        h50 = "< 1" if c["h50"] is None else f"{c['h50']:.2f} [{fmt(lo)}, {fmt(hi)}{'+' if c['h50_censored'] else ''}]"
+        lines.append(f"| {model} | " + " | ".join(cells) + f" | {h50} |")
+    for a, b in (("RL", "SFT"), ("RL", "SFT-more"), ("SFT-more", "SFT")):
+        if a in pooled and b in pooled:
+            lines.append(f"\n{a} - {b}, points: {_delta(pooled[a], pooled[b])}")
+    return "\n".join(lines)
+
+
+def main(argv: list[str]) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("runs", nargs="+", type=Path, help="long_horizon output dirs, one per seed")
+    p.add_argument("--out", type=Path, default=None, help="write OUT.json and OUT.png")
+    args = p.parse_args(argv)
+    missing = [str(d) for d in args.runs if not (d / "eval" / "horizon_curve.json").is_file()]
+    if missing:
+        p.error(f"no eval/horizon_curve.json in {missing}: run recipes/long_horizon.py there first")
+    pooled = pooled_curves(args.runs)
+    print(f"{len(args.runs)} runs pooled: {', '.join(map(str, args.runs))}\n")
+    print(table(pooled))
+    if args.out is not None:
+        from rl.evaluate import plot_horizon_curves
+
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.with_suffix(".json").write_text(json.dumps({"runs": [str(d) for d in args.runs],
+                                                             "pooled": pooled}, indent=1))
+        plot_horizon_curves({m: c["pass@1"] for m, c in pooled.items()}, args.out.with_suffix(".png"),
+                            title=f"held-out pass@1, {len(args.runs)} seeds pooled",
+                            intervals={m: c["pass@1_ci"] for m, c in pooled.items()})
+        print(f"\nwrote {args.out.with_suffix('.json')} and .png")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
