@@ -137,7 +137,10 @@ def descendants(roots, procs: dict | None = None) -> dict[int, int]:
 # --- the trainer's side ------------------------------------------------------------------------
 
 def named_descendants(prefix: str) -> dict[int, int]:
-    """Live descendants of this process whose command line starts with ``prefix``: pid -> start."""
+    """Live descendants of this process whose command line starts with ``prefix``: pid -> start
+    (none where there is no ``/proc``)."""
+    if not supported():
+        return {}
     return {pid: start for pid, start in descendants([os.getpid()]).items() if _name(pid).startswith(prefix)}
 
 
