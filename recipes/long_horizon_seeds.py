@@ -25,6 +25,9 @@ sys.path.insert(0, str(ROOT))
 
 from rl.curve_stats import h50_summary, wilson_interval  # noqa: E402
 
+sys.path.insert(0, str(ROOT / "recipes"))
+from long_horizon_report import _h50 as h50_cell  # noqa: E402  (the report's h50 cell)
+
 ORDER = ("base", "SFT", "RL", "SFT-more")
 
 
@@ -73,10 +76,7 @@ def table(pooled: dict[str, dict]) -> str:
             lo, hi = c["pass@1_ci"][h]
             seeds = " / ".join(f"{s[h]:.2f}" for s in c["seeds"])
             cells.append(f"{c['pass@1'][h]:.2f} [{lo:.2f}, {hi:.2f}] ({seeds})")
-        lo, hi = c["h50_ci"]
-        fmt = lambda x: "-" if x is None else f"{x:.2f}"  # noqa: E731
-        h50 = "< 1" if c["h50"] is None else f"{c['h50']:.2f} [{fmt(lo)}, {fmt(hi)}{'+' if c['h50_censored'] else ''}]"
-        lines.append(f"| {model} | " + " | ".join(cells) + f" | {h50} |")
+        lines.append(f"| {model} | " + " | ".join(cells) + f" | {h50_cell(c)} |")
     for a, b in (("RL", "SFT"), ("RL", "SFT-more"), ("SFT-more", "SFT")):
         if a in pooled and b in pooled:
             lines.append(f"\n{a} - {b}, points: {_delta(pooled[a], pooled[b])}")
