@@ -108,8 +108,10 @@ def run(cfg: LongHorizonConfig, resume: bool) -> Path:
              "SFT-more": lambda: (out / "control" / "model" / "config.json").exists()}
 
     def targets() -> dict[str, str]:
-        """The models made so far (a stage left out with --stages leaves its model out)."""
-        return {"base": cfg.model, **{k: v for k, v in made.items() if ready[k]()}}
+        """The models made so far (a stage left out with --stages leaves its model out; the base
+        model is scored only when ``eval_base`` is asked for or was done)."""
+        base = {"base": cfg.model} if "eval_base" in want or stages.done("eval_base") else {}
+        return {**base, **{k: v for k, v in made.items() if ready[k]()}}
 
     def stage(name: str, fn) -> None:
         if name in want and not stages.done(name):

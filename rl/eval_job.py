@@ -17,6 +17,7 @@ scores the model targets with their context extended zero-shot (``rl.config.Rope
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -119,7 +120,7 @@ def evaluate_target(target: Target, cfg: EvalJobConfig, engine=None) -> dict[str
 
     policy, step = load_target(target, cfg)
     result = evaluate_policy(policy, cfg.env, cfg.eval, cfg.reward, engine=engine,
-                             progress=target.label if cfg.progress else None)
+                             progress=target.label if cfg.progress else None, keep_completions=True)
     result.update(target=target.label, path=target.path, step=step)
     return result
 
@@ -168,6 +169,9 @@ def run_eval_job(cfg: EvalJobConfig, resume: bool = False) -> Path:
         if done and done.get("path") == target.path and done.get("step") == _step_now(target):
             continue  # the same model at the same checkpoint: scored already
         result = evaluate_target(target, cfg)
+        # every greedy generation beside the curve, not in it (the curve JSON stays small)
+        atomic_write_text(out / "completions" / f"{_file_name(target.label)}.jsonl",
+                          "".join(json.dumps(row) + "\n" for row in result.pop("completions")))
         doc["curves"][target.label] = result
         atomic_write_text(path, json.dumps(doc, indent=1))
         print(format_curve(target.label, result))
@@ -176,6 +180,11 @@ def run_eval_job(cfg: EvalJobConfig, resume: bool = False) -> Path:
                         title=f"held-out horizon curve ({cfg.env.name})",
                         intervals={k: v["pass@1_ci"] for k, v in curves.items()})
     return out
+
+
+def _file_name(label: str) -> str:
+    """``label`` as a file name: path separators and other odd characters become ``_``."""
+    return re.sub(r"[^A-Za-z0-9._@=-]+", "_", label).strip("_") or "target"
 
 
 def format_curve(label: str, result: dict[str, Any]) -> str:

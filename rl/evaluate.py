@@ -58,8 +58,8 @@ def solved(episode) -> bool:
     return episode.outcome is not None and bool(episode.outcome.correct) and not episode.has_error()
 
 
-def evaluate_policy(policy, env: EnvConfig, cfg: EvalConfig, reward: RewardConfig,
-                    engine=None, progress: str | None = None) -> dict[str, Any]:
+def evaluate_policy(policy, env: EnvConfig, cfg: EvalConfig, reward: RewardConfig, engine=None,
+                    progress: str | None = None, keep_completions: bool = False) -> dict[str, Any]:
     """The horizon curve of ``policy`` on held-out tasks.
 
     Returns ``{"pass@1": {h: rate}, "pass@1_ci": {h: [lo, hi]}, "n_per_horizon": {h: n},
@@ -70,6 +70,8 @@ def evaluate_policy(policy, env: EnvConfig, cfg: EvalConfig, reward: RewardConfi
     failed count as not solved and are reported in ``verifier_errors`` (never silently).
     ``engine``: reuse an open engine; otherwise one is built from ``cfg.engine`` and closed.
     ``progress``: a label for a progress bar over the generations (with an ETA); None: no bar.
+    ``keep_completions``: also return ``"completions"``, one record per greedy generation
+    (horizon, task_id, prompt, completion, answer, solved), for reading what the model got wrong.
     """
     from rl.build import build_engine, build_reward, build_runner, build_task_source
     from rl.rollout.base import SamplingParams
@@ -88,6 +90,8 @@ def evaluate_policy(policy, env: EnvConfig, cfg: EvalConfig, reward: RewardConfi
     ks = [k for k in cfg.k if k <= cfg.samples]
     result: dict[str, Any] = {"pass@1": {}, "pass@1_ci": {}, "n_per_horizon": {}, "verifier_errors": 0,
                               "engine": engine.name, "examples": {}}
+    if keep_completions:
+        result["completions"] = []
     if ks:
         result.update({"samples": cfg.samples, "temperature": cfg.temperature,
                        "pass@k": {k: {} for k in ks}, "pass@k_ci": {k: {} for k in ks}})
@@ -115,6 +119,11 @@ def evaluate_policy(policy, env: EnvConfig, cfg: EvalConfig, reward: RewardConfi
                 result["pass@1_ci"][h] = [round(x, 4) for x in wilson_interval(n_solved, len(episodes))]
                 result["examples"][h] = {"prompt": tasks[0].messages[-1]["content"],
                                          "completion": episodes[0].final_text, "answer": tasks[0].answer}
+                if keep_completions:
+                    result["completions"] += [{"horizon": h, "task_id": e.task.id,
+                                               "prompt": e.task.messages[-1]["content"],
+                                               "completion": e.final_text, "answer": e.task.answer,
+                                               "solved": solved(e)} for e in episodes]
                 if ks:
                     groups = runner.run(tasks, cfg.samples, sampled.with_seed(cfg.seed + h))
                     bar.advance(work[h] * cfg.samples, f"h={h} sampled")

@@ -60,6 +60,27 @@ def test_long_horizon_recipe_end_to_end_and_resume(tmp_path, capsys):
     for k in ("1", "2"):
         lo, hi = run_curve["pass@k_ci"][k]["1"]
         assert lo <= run_curve["pass@k"][k]["1"] <= hi
+    # every greedy generation is kept beside the curve, one file per target, and agrees with it
+    files = sorted((tmp_path / "ev" / "completions").glob("*.jsonl"))
+    assert len(files) == 2 and "completions" not in run_curve
+    for f in files:
+        rows = [json.loads(line) for line in f.read_text().splitlines()]
+        assert [r["horizon"] for r in rows] == [1, 1] and all(r["prompt"] and "answer" in r for r in rows)
+    from rl.eval_job import _file_name
+
+    run_file = tmp_path / "ev" / "completions" / f"{_file_name(str(out / 'rl'))}.jsonl"
+    rows = [json.loads(line) for line in run_file.read_text().splitlines()]
+    assert sum(r["solved"] for r in rows) / 2 == run_curve["pass@1"]["1"]
+
+
+def test_stages_without_eval_base_leave_the_base_model_unscored(tmp_path):
+    import long_horizon
+
+    out = tmp_path / "lh"
+    assert long_horizon.main(["--preset", "quick", "--output_dir", str(out), *TINY,
+                              "--stages", "[distill, eval_sft]"]) == 0
+    curves = json.loads((out / "eval" / "horizon_curve.json").read_text())["curves"]
+    assert list(curves) == ["SFT"]
 
 
 def test_eval_rejects_bad_targets_before_loading(tmp_path, capsys):

@@ -1,0 +1,81 @@
+"""What went wrong first in a chain_math completion: a taxonomy of long-horizon failures.
+
+``step_labels`` says which lines are right; this module says *how* the first wrong one is
+wrong, which is what separates a horizon failure (losing the place in the operation list,
+stopping early) from an arithmetic one. Kinds, checked line by line against the problem:
+
+- ``stopped_early``: every written line is right but fewer lines than operations;
+- ``unreadable_line``: a line that is not ``a <op> b = c``;
+- ``lost_value``: the line does not start from the running value;
+- ``skipped_op`` / ``repeated_op`` / ``wrong_op``: the running value is right but the
+  operation is the next one in the list / the previous one / another one;
+- ``arithmetic``: the right operation on the right value, with a wrong result;
+- ``extra_lines``: every operation right, then more calculation lines;
+- ``final_line``: every line right, but no ``#### <value>`` line with the final value;
+- ``none``: nothing wrong.
+
+The problem is read back from the prompt text (``Start with 7. Add 5. Multiply by 3.``), so
+saved completions can be classified without the task stream that made them.
+"""
+
+from __future__ import annotations
+
+import re
+
+KINDS = ("stopped_early", "unreadable_line", "lost_value", "skipped_op", "repeated_op", "wrong_op",
+         "arithmetic", "extra_lines", "final_line", "none")
+
+_START = re.compile(r"Start with (-?\d+)\.")
+_OP = re.compile(r"(Add|Subtract|Multiply by) (-?\d+)\.")
+_OP_NAME = {"Add": "+", "Subtract": "-", "Multiply by": "*"}
+_LINE = re.compile(r"^\s*(-?\d+)\s*([-+*x×−])\s*(-?\d+)\s*=\s*(-?\d+)\s*$")
+_SYMBOL = {"−": "-", "x": "*", "×": "*"}
+_FINAL = re.compile(r"^\s*####\s*(-?\d+)")
+
+
+def parse_problem(prompt: str) -> tuple[int, list[tuple[str, int]]]:
+    """``(start, [(symbol, operand), ...])`` read from a chain_math prompt; ValueError if it has none."""
+    problem = prompt.split("\n", 1)[0]
+    start = _START.search(problem)
+    if start is None:
+        raise ValueError(f"not a chain_math prompt (no 'Start with N.'): {problem[:80]!r}")
+    ops = [(_OP_NAME[name], int(x)) for name, x in _OP.findall(problem[start.end():])]
+    return int(start.group(1)), ops
+
+
+def first_error(prompt: str, completion: str) -> tuple[str, int]:
+    """``(kind, line)``: the first thing wrong in ``completion`` (a name from ``KINDS``) and the
+    0-based calculation line where it happens (the number of operations for ``extra_lines``,
+    ``final_line`` and ``none``)."""
+    value, ops = parse_problem(prompt)
+    lines = [s for s in completion.splitlines() if s.strip()]
+    calc = [s for s in lines if not s.lstrip().startswith("####")]
+    for j, (symbol, operand) in enumerate(ops):
+        if j >= len(calc):
+            return "stopped_early", j
+        m = _LINE.match(calc[j])
+        if m is None:
+            return "unreadable_line", j
+        left, right, result = int(m.group(1)), int(m.group(3)), int(m.group(4))
+        sym = _SYMBOL.get(m.group(2), m.group(2))
+        if left != value:
+            return "lost_value", j
+        if (sym, right) != (symbol, operand):
+            if j + 1 < len(ops) and (sym, right) == ops[j + 1]:
+                return "skipped_op", j
+            if j > 0 and (sym, right) == ops[j - 1]:
+                return "repeated_op", j
+            return "wrong_op", j
+        value = _apply(symbol, value, operand)
+        if result != value:
+            return "arithmetic", j
+    if len(calc) > len(ops):
+        return "extra_lines", len(ops)
+    finals = [m for m in map(_FINAL.match, lines) if m]
+    if not finals or int(finals[-1].group(1)) != value:
+        return "final_line", len(ops)
+    return "none", len(ops)
+
+
+def _apply(symbol: str, value: int, operand: int) -> int:
+    return value + operand if symbol == "+" else value - operand if symbol == "-" else value * operand
