@@ -115,7 +115,8 @@ def load_target(target: Target, cfg: EvalJobConfig):
 
 
 def evaluate_target(target: Target, cfg: EvalJobConfig, engine=None) -> dict[str, Any]:
-    """``evaluate_policy``'s result for one target, with ``"target"`` and (runs) ``"step"``."""
+    """``evaluate_policy``'s result for one target, with ``"target"``, (runs) ``"step"`` and
+    ``"completions"`` (every greedy generation; ``run_eval_job`` writes them to their own file)."""
     from rl.evaluate import evaluate_policy
 
     policy, step = load_target(target, cfg)
