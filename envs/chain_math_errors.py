@@ -22,6 +22,9 @@ from __future__ import annotations
 
 import re
 
+from envs.chain_math import _SYMBOL as _OP_SYMBOL
+from envs.chain_math import _apply
+
 KINDS = ("stopped_early", "unreadable_line", "lost_value", "skipped_op", "repeated_op", "wrong_op",
          "arithmetic", "extra_lines", "final_line", "none")
 
@@ -31,6 +34,7 @@ _OP_NAME = {"Add": "+", "Subtract": "-", "Multiply by": "*"}
 _LINE = re.compile(r"^\s*(-?\d+)\s*([-+*x×−])\s*(-?\d+)\s*=\s*(-?\d+)\s*$")
 _SYMBOL = {"−": "-", "x": "*", "×": "*"}
 _FINAL = re.compile(r"^\s*####\s*(-?\d+)")
+_SYMBOL_OP = {symbol: op for op, symbol in _OP_SYMBOL.items()}  # "+" -> "add": chain_math's _apply
 
 
 def parse_problem(prompt: str) -> tuple[int, list[tuple[str, int]]]:
@@ -66,7 +70,7 @@ def first_error(prompt: str, completion: str) -> tuple[str, int]:
             if j > 0 and (sym, right) == ops[j - 1]:
                 return "repeated_op", j
             return "wrong_op", j
-        value = _apply(symbol, value, operand)
+        value = _apply(_SYMBOL_OP[symbol], value, operand)
         if result != value:
             return "arithmetic", j
     if len(calc) > len(ops):
@@ -76,6 +80,3 @@ def first_error(prompt: str, completion: str) -> tuple[str, int]:
         return "final_line", len(ops)
     return "none", len(ops)
 
-
-def _apply(symbol: str, value: int, operand: int) -> int:
-    return value + operand if symbol == "+" else value - operand if symbol == "-" else value * operand
