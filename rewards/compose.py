@@ -40,7 +40,11 @@ class RewardFunction:
             if not math.isfinite(outcome.score):
                 raise ValueError(f"verifier returned a non-finite score {outcome.score}")
             if self.step_labeler is not None:
-                episode.step_labels = self.step_labeler(episode.task, [s.text for s in episode.steps])
+                # steps given in a prefilled start of the answer come first: label the whole answer,
+                # keep the labels of the episode's own steps
+                given = episode.task.given_steps
+                labels = self.step_labeler(episode.task, given + [s.text for s in episode.steps])
+                episode.step_labels = labels[len(given):]
             values = {"outcome": float(outcome.score)}
             total = self.outcome_weight * values["outcome"]
             for name, (weight, term) in self.terms.items():

@@ -200,6 +200,10 @@ class RolloutConfig:
     top_p: float = 1.0
     top_k: int = 0
     batch_size: int = 64  # sequences per HF generate call (memory bound)
+    # training starts from states along the env's oracle solution (rl/trainer/given_steps.py): each
+    # task's answer begins with its first k oracle steps, k uniform in 0..min(given_steps, steps - 1);
+    # 0 = off. Needs an env with an oracle; evaluation never gives steps
+    given_steps: int = 0
     vllm: VLLMConfig = field(default_factory=VLLMConfig)
 
     def __post_init__(self) -> None:
@@ -211,6 +215,7 @@ class RolloutConfig:
         check(0 < self.top_p <= 1, "rollout.top_p", f"must be in (0, 1], got {self.top_p}")
         check(self.top_k >= 0, "rollout.top_k", "must be >= 0 (0 = off)")
         check(self.batch_size >= 1, "rollout.batch_size", "must be >= 1")
+        check(self.given_steps >= 0, "rollout.given_steps", f"must be >= 0 (0 = off), got {self.given_steps}")
 
 
 @dataclass

@@ -45,7 +45,9 @@ class Task:
     """One problem: a chat prompt, a reference answer and what the source knows about it.
 
     ``meta`` holds source-specific facts, e.g. ``horizon`` (number of dependent steps) and,
-    for chain_math, every exact intermediate value (used for exact step labels).
+    for chain_math, every exact intermediate value (used for exact step labels). A task whose
+    last message is the assistant's starts the answer for the model (``rl.trainer.given_steps``):
+    ``meta["given_steps"]`` lists the steps written there, which step labels count first.
     """
 
     id: str
@@ -57,6 +59,11 @@ class Task:
     @property
     def horizon(self) -> int | None:
         return self.meta.get("horizon")
+
+    @property
+    def given_steps(self) -> list[str]:
+        """The steps already written in a prefilled start of the answer (``[]``: none)."""
+        return list(self.meta.get("given_steps", ()))
 
 
 @dataclass

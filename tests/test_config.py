@@ -28,6 +28,10 @@ def test_yaml_plus_overrides(tmp_path):
     (["--env.timout_s", "6"], "did you mean 'env.timeout_s'"),
     (["--algorithm.clip_low", "1.5"], "'algorithm.clip_low'"),
     (["--lora", "3"], "'lora' must be a section"),
+    (["--optim.optimizer", "lion"], "'optim.optimizer': 'lion' is not one of"),
+    (["--optim.adam_betas", "[0.9]"], "'optim.adam_betas': expected 2 values"),
+    (["--optim.adam_betas", "[0.9, 1.0]"], "'optim.adam_betas': give two numbers in"),
+    (["--optim.momentum", "1.0"], "'optim.momentum': must be in"),
 ])
 def test_bad_input_names_the_key(override, message):
     with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace("'", ".")):
@@ -52,3 +56,26 @@ def test_recipe_config_is_valid():
 
     cfg = load_config(TrainConfig, Path(__file__).parents[1] / "recipes/configs/grpo_chain_math.yaml")
     assert cfg.model == "smollm2-135m-instruct"
+
+
+@pytest.mark.parametrize("name", ["adamw", "sgd"])
+def test_optim_section_picks_the_optimizer_and_its_settings(tiny_lora, name):
+    import torch
+
+    from rl.trainer.loop import _optimizer
+
+    cfg = load_config(TrainConfig, None, ["--optim.optimizer", name, "--optim.lr", "0.5", "--optim.momentum", "0.5",
+                                           "--optim.adam_betas", "[0.8, 0.99]", "--optim.adam_eps", "1e-6"])
+    optimizer, _ = _optimizer(tiny_lora, cfg, {})
+    group = optimizer.param_groups[0]
+    if name == "sgd":
+        assert isinstance(optimizer, torch.optim.SGD) and group["momentum"] == 0.5
+        # SGD's first step is -lr * grad: the step follows the gradient's size, unlike Adam's
+        param = group["params"][0]
+        param.grad = torch.full_like(param, 0.02)
+        before = param.detach().clone()
+        optimizer.step()
+        assert torch.allclose(param.detach() - before, torch.full_like(param, -0.01))
+    else:
+        assert isinstance(optimizer, torch.optim.AdamW)
+        assert group["betas"] == (0.8, 0.99) and group["eps"] == 1e-6

@@ -14,6 +14,7 @@ import torch
 
 from rl.rollout.runner import Runner
 from rl.trainer.distributed import ONE, World
+from rl.trainer.given_steps import give_oracle_steps
 from rl.types import EpisodeGroup
 
 
@@ -37,6 +38,9 @@ def collect(runner: Runner, source, cfg, params, step: int, reward_fn, world: Wo
     while len(kept) < want and rounds < (algo.max_sampling_rounds if algo.dynamic_sampling else 1):
         seed = step_seed(cfg.seed, step) + 104_729 * rounds + 15_485_863 * world.rank
         tasks = source.sample(want - len(kept) if rounds else want)
+        # the same draw on every rank (no rank term): ranks shard one list
+        tasks = give_oracle_steps(tasks, cfg.env.spec, cfg.rollout.given_steps,
+                                  step_seed(cfg.seed, step) + 104_729 * rounds)
         groups = runner.run(world.shard(tasks), cfg.rollout.group_size, params.with_seed(seed))
         score(groups, reward_fn, cfg)
         if world.size > 1:

@@ -133,8 +133,15 @@ class AlgorithmConfig:
 
 @dataclass
 class OptimConfig:
+    # "adamw" (torch AdamW), or "sgd" (torch SGD with momentum): Adam's per-element normalisation
+    # moves every LoRA weight by about lr on its first steps, whatever the size of its gradient,
+    # which a sparse RL signal cannot steer; SGD's step follows the gradient's own size
+    optimizer: Literal["adamw", "sgd"] = "adamw"
     lr: float = 1e-5
     weight_decay: float = 0.0
+    adam_betas: tuple[float, float] = (0.9, 0.999)
+    adam_eps: float = 1e-8
+    momentum: float = 0.9  # sgd only
     warmup_steps: int = 0
     max_grad_norm: float = 1.0
     micro_batch_size: int = 8  # sequences per forward/backward (gradient accumulation)
@@ -148,7 +155,13 @@ class OptimConfig:
     gradient_checkpointing: bool = False
 
     def __post_init__(self) -> None:
+        check(self.optimizer in ("adamw", "sgd"), "optim.optimizer",
+              f"{self.optimizer!r} is not one of ['adamw', 'sgd']")
         check(self.lr > 0, "optim.lr", f"must be > 0, got {self.lr}")
+        check(len(self.adam_betas) == 2 and all(0 <= b < 1 for b in self.adam_betas), "optim.adam_betas",
+              f"give two numbers in [0, 1), e.g. [0.9, 0.999]; got {self.adam_betas}")
+        check(self.adam_eps > 0, "optim.adam_eps", f"must be > 0, got {self.adam_eps}")
+        check(0 <= self.momentum < 1, "optim.momentum", f"must be in [0, 1), got {self.momentum}")
         check(self.warmup_steps >= 0, "optim.warmup_steps", "must be >= 0")
         check(self.max_grad_norm > 0, "optim.max_grad_norm", "must be > 0")
         check(self.micro_batch_size >= 1, "optim.micro_batch_size", "must be >= 1")
@@ -221,6 +234,8 @@ class TrainConfig:
         check(self.algorithm.overlong_buffer <= self.rollout.max_new_tokens, "algorithm.overlong_buffer",
               f"must be <= rollout.max_new_tokens ({self.rollout.max_new_tokens}), got "
               f"{self.algorithm.overlong_buffer}")
+        check(self.rollout.given_steps == 0 or self.env.spec.oracle is not None, "rollout.given_steps",
+              f"env '{self.env.name}' has no oracle solution to take the given steps from; set it to 0")
         cur, opts = self.curriculum, self.env.options
         # an env whose horizons are None (a reasoning-gym mix) leaves the check to its source (loop.py)
         if cur.enabled and None not in (getattr(opts, "min_horizon", None), getattr(opts, "max_horizon", None)):

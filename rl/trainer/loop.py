@@ -48,7 +48,12 @@ def _optimizer(policy, cfg: TrainConfig, modules: dict):
     groups = [{"params": [p for p in policy.model.parameters() if p.requires_grad]}]
     if "value_head" in modules:  # a fresh head needs a far larger step than the LoRA weights
         groups.append({"params": list(modules["value_head"].parameters()), "lr": cfg.algorithm.value_lr})
-    optimizer = torch.optim.AdamW(groups, lr=cfg.optim.lr, weight_decay=cfg.optim.weight_decay)
+    o = cfg.optim
+    if o.optimizer == "sgd":
+        optimizer = torch.optim.SGD(groups, lr=o.lr, momentum=o.momentum, weight_decay=o.weight_decay)
+    else:
+        optimizer = torch.optim.AdamW(groups, lr=o.lr, betas=tuple(o.adam_betas), eps=o.adam_eps,
+                                      weight_decay=o.weight_decay)
     warmup = cfg.optim.warmup_steps
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda s: min(1.0, (s + 1) / (warmup + 1)) if warmup else 1.0
