@@ -36,11 +36,11 @@ def collect(runner: Runner, source, cfg, params, step: int, reward_fn, world: Wo
     algo, want = cfg.algorithm, cfg.rollout.prompts_per_step
     kept, dropped, rounds = [], [], 0
     while len(kept) < want and rounds < (algo.max_sampling_rounds if algo.dynamic_sampling else 1):
-        seed = step_seed(cfg.seed, step) + 104_729 * rounds + 15_485_863 * world.rank
+        round_seed = step_seed(cfg.seed, step) + 104_729 * rounds
+        seed = round_seed + 15_485_863 * world.rank
         tasks = source.sample(want - len(kept) if rounds else want)
-        # the same draw on every rank (no rank term): ranks shard one list
-        tasks = give_oracle_steps(tasks, cfg.env.spec, cfg.rollout.given_steps,
-                                  step_seed(cfg.seed, step) + 104_729 * rounds)
+        # the same draw on every rank (round_seed has no rank term): ranks shard one list
+        tasks = give_oracle_steps(tasks, cfg.env.spec, cfg.rollout.given_steps, round_seed)
         groups = runner.run(world.shard(tasks), cfg.rollout.group_size, params.with_seed(seed))
         score(groups, reward_fn, cfg)
         if world.size > 1:

@@ -1,9 +1,9 @@
 """Oracle-given starts: training tasks whose answer already holds the first k steps of an exact solution.
 
 Outcome RL on a long chain learns a late step only from samples that got every earlier step
-right, which at long horizons is almost none: the late steps get no signal (the SmolLM2 student
-of the main job stops after line 5-6 of an 8-step chain even when the first lines are handed to
-it). R^3 (Xi et al. 2024, "Training Large Language Models for Reasoning through Reverse
+right, which at long horizons is almost none: the late steps get no signal (the main job's
+SmolLM2 student, distilled on 4-step chains, writes ``####`` instead of line 7 of an 8-step chain
+in 54 of 60 cases even when the first six lines are handed to it). R^3 (Xi et al. 2024, "Training Large Language Models for Reasoning through Reverse
 Curriculum Reinforcement Learning") starts exploration from states along a demonstration
 instead. Here each training task draws ``k`` uniformly from ``0..min(given_steps, S - 1)``
 (``S``: the oracle's number of steps, so the step that holds the answer is never given) and its
