@@ -140,8 +140,7 @@ def _step_now(target: Target) -> int | None:
 
 def run_eval_job(cfg: EvalJobConfig, resume: bool = False) -> Path:
     """Score every target on the same held-out tasks; returns ``output_dir``. With ``resume``,
-    targets already in ``horizon_curve.json`` (same eval settings) are not scored again."""
-    from rl.config import to_dict
+    targets already in ``horizon_curve.json`` (same ``job_settings``) are not scored again."""
     from rl.evaluate import plot_horizon_curves
     from rl.run.io import atomic_write_text
 
@@ -161,7 +160,7 @@ def run_eval_job(cfg: EvalJobConfig, resume: bool = False) -> Path:
     out = Path(cfg.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     path = out / "horizon_curve.json"
-    settings = {"env": cfg.env.to_raw(), "eval": to_dict(cfg.eval), "reward": to_dict(cfg.reward)}
+    settings = job_settings(cfg)
     doc = json.loads(path.read_text()) if resume and path.exists() else {}
     if doc.get("settings") != json.loads(json.dumps(settings)):
         doc = {"settings": settings, "curves": {}}
@@ -181,6 +180,16 @@ def run_eval_job(cfg: EvalJobConfig, resume: bool = False) -> Path:
                         title=f"held-out horizon curve ({cfg.env.name})",
                         intervals={k: v["pass@1_ci"] for k, v in curves.items()})
     return out
+
+
+def job_settings(cfg: EvalJobConfig) -> dict[str, Any]:
+    """What makes two scorings of one target comparable: ``--resume`` keeps a stored result only when
+    these are unchanged. The precision and the RoPE scaling count, as a bf16 or a context-extended
+    model scores differently from the same weights in float32 or at the native length."""
+    from rl.config import to_dict
+
+    return {"env": cfg.env.to_raw(), "eval": to_dict(cfg.eval), "reward": to_dict(cfg.reward),
+            "dtype": cfg.dtype, "rope_scaling": to_dict(cfg.rope_scaling)}
 
 
 def _file_name(label: str) -> str:

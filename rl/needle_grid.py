@@ -240,16 +240,14 @@ def format_grid(label: str, result: dict[str, Any]) -> str:
 def run_grid_job(cfg, targets, resume: bool = False, threshold: float = EFFECTIVE_THRESHOLD) -> Path:
     """``horizon eval`` for the needle env: the grid of every target (``rl.eval_job.Target``s) on the
     same held-out tasks; returns ``output_dir``. With ``resume``, targets already in
-    ``needle_grid.json`` (same settings) are not scored again."""
-    from rl.config import to_dict
-    from rl.eval_job import _step_now, load_target
+    ``needle_grid.json`` (same ``job_settings``) are not scored again."""
+    from rl.eval_job import _step_now, job_settings, load_target
     from rl.run.io import atomic_write_text
 
     out = Path(cfg.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     path = out / "needle_grid.json"
-    settings = {"env": cfg.env.to_raw(), "eval": to_dict(cfg.eval), "reward": to_dict(cfg.reward),
-                "threshold": threshold}
+    settings = {**job_settings(cfg), "threshold": threshold}
     doc = json.loads(path.read_text()) if resume and path.exists() else {}
     if doc.get("settings") != json.loads(json.dumps(settings)):
         doc = {"settings": settings, "grids": {}}

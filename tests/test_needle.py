@@ -263,6 +263,30 @@ def test_horizon_eval_runs_the_grid_for_the_needle_env(tok_dir, tmp_path):
     assert set(grid["effective_context"]) == {"1"} and (out / "needle_grid.png").is_file()
 
 
+def test_grid_resume_rescores_when_the_rope_scaling_or_dtype_changes(tok_dir, tmp_path, monkeypatch):
+    """--resume keeps a stored grid only for the same settings: a context-extended or a bf16 model is
+    a different measurement of the same weights, so either change scores the target again."""
+    import rl.needle_grid
+    from rl.config import load_config
+    from rl.eval_job import EvalJobConfig, run_eval_job
+
+    calls = []
+    real = rl.needle_grid.evaluate_grid
+    monkeypatch.setattr(rl.needle_grid, "evaluate_grid", lambda *a, **k: calls.append(1) or real(*a, **k))
+    base = ["--targets", "[tiny-random]", "--output_dir", str(tmp_path), "--device", "cpu",
+            "--env.name", "needle", "--env.lengths", "[128]", "--env.depths", "[0.5]", "--env.distractors", "1",
+            "--env.tokenizer", tok_dir, "--eval.horizons", "[1]", "--eval.tasks_per_horizon", "1",
+            "--eval.engine", "hf", "--eval.max_new_tokens", "2", "--reward.verifier_timeout_s", "0"]
+    for extra, scored in [(["--dtype", "float32"], 1), (["--dtype", "float32"], 0),
+                          (["--dtype", "float32", "--rope_scaling.type", "linear", "--rope_scaling.factor", "2"], 1),
+                          (["--dtype", "bfloat16", "--rope_scaling.type", "linear", "--rope_scaling.factor", "2"], 1)]:
+        before = len(calls)
+        run_eval_job(load_config(EvalJobConfig, None, base + extra), resume=True)
+        assert len(calls) - before == scored, extra
+    settings = json.loads((tmp_path / "needle_grid.json").read_text())["settings"]
+    assert settings["dtype"] == "bfloat16" and settings["rope_scaling"]["type"] == "linear"
+
+
 def test_kv_cache_bytes_per_token_hand_worked():
     # SmolLM2-135M: 30 layers, 3 KV heads, head dim 576 / 9 = 64, bf16: 2 * 30 * 3 * 64 * 2 = 23040
     smol = {"num_hidden_layers": 30, "num_attention_heads": 9, "num_key_value_heads": 3, "hidden_size": 576}
