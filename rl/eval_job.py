@@ -140,7 +140,7 @@ def _step_now(target: Target) -> int | None:
 
 def run_eval_job(cfg: EvalJobConfig, resume: bool = False) -> Path:
     """Score every target on the same held-out tasks; returns ``output_dir``. With ``resume``,
-    targets already in ``horizon_curve.json`` (same ``job_settings``) are not scored again."""
+    targets already in ``horizon_curve.json`` (``already_scored``) are not scored again."""
     from rl.evaluate import plot_horizon_curves
     from rl.run.io import atomic_write_text
 
@@ -165,10 +165,10 @@ def run_eval_job(cfg: EvalJobConfig, resume: bool = False) -> Path:
     if doc.get("settings") != json.loads(json.dumps(settings)):
         doc = {"settings": settings, "curves": {}}
     for target in targets:
-        done = doc["curves"].get(target.label)
-        if done and done.get("path") == target.path and done.get("step") == _step_now(target):
-            continue  # the same model at the same checkpoint: scored already
+        if already_scored(doc["curves"].get(target.label), target, cfg):
+            continue  # the same model at the same checkpoint, run the same way: scored already
         result = evaluate_target(target, cfg)
+        result["run_as"] = target_settings(cfg)
         # every greedy generation beside the curve, not in it (the curve JSON stays small)
         atomic_write_text(out / "completions" / f"{_file_name(target.label)}.jsonl",
                           "".join(json.dumps(row) + "\n" for row in result.pop("completions")))
@@ -183,13 +183,27 @@ def run_eval_job(cfg: EvalJobConfig, resume: bool = False) -> Path:
 
 
 def job_settings(cfg: EvalJobConfig) -> dict[str, Any]:
-    """What makes two scorings of one target comparable: ``--resume`` keeps a stored result only when
-    these are unchanged. The precision and the RoPE scaling count, as a bf16 or a context-extended
-    model scores differently from the same weights in float32 or at the native length."""
+    """The settings every result in one output JSON shares (tasks, scoring): a change starts the JSON
+    afresh. Targets scored under other ``target_settings`` may sit side by side in it."""
     from rl.config import to_dict
 
-    return {"env": cfg.env.to_raw(), "eval": to_dict(cfg.eval), "reward": to_dict(cfg.reward),
-            "dtype": cfg.dtype, "rope_scaling": to_dict(cfg.rope_scaling)}
+    return {"env": cfg.env.to_raw(), "eval": to_dict(cfg.eval), "reward": to_dict(cfg.reward)}
+
+
+def target_settings(cfg: EvalJobConfig) -> dict[str, Any]:
+    """How a target's weights were run: the precision and the RoPE scaling. Stored with each result;
+    ``--resume`` reuses it only when these match too, as a bf16 or a context-extended model scores
+    differently from the same weights in float32 or at the native length."""
+    from rl.config import to_dict
+
+    return json.loads(json.dumps({"dtype": cfg.dtype, "rope_scaling": to_dict(cfg.rope_scaling)}))
+
+
+def already_scored(done: dict | None, target: Target, cfg: EvalJobConfig) -> bool:
+    """Whether ``done`` (a stored result) is this target, at the checkpoint it would load now, run the
+    same way (``target_settings``)."""
+    return bool(done) and done.get("path") == target.path and done.get("step") == _step_now(target) \
+        and done.get("run_as") == target_settings(cfg)
 
 
 def _file_name(label: str) -> str:

@@ -240,8 +240,8 @@ def format_grid(label: str, result: dict[str, Any]) -> str:
 def run_grid_job(cfg, targets, resume: bool = False, threshold: float = EFFECTIVE_THRESHOLD) -> Path:
     """``horizon eval`` for the needle env: the grid of every target (``rl.eval_job.Target``s) on the
     same held-out tasks; returns ``output_dir``. With ``resume``, targets already in
-    ``needle_grid.json`` (same ``job_settings``) are not scored again."""
-    from rl.eval_job import _step_now, job_settings, load_target
+    ``needle_grid.json`` (``already_scored``) are not scored again."""
+    from rl.eval_job import already_scored, job_settings, load_target, target_settings
     from rl.run.io import atomic_write_text
 
     out = Path(cfg.output_dir)
@@ -252,12 +252,11 @@ def run_grid_job(cfg, targets, resume: bool = False, threshold: float = EFFECTIV
     if doc.get("settings") != json.loads(json.dumps(settings)):
         doc = {"settings": settings, "grids": {}}
     for target in targets:
-        done = doc["grids"].get(target.label)
-        if done and done.get("path") == target.path and done.get("step") == _step_now(target):
+        if already_scored(doc["grids"].get(target.label), target, cfg):
             continue
         policy, step = load_target(target, cfg)
         result = evaluate_grid(policy, cfg.env, cfg.eval, cfg.reward, threshold=threshold)
-        result.update(target=target.label, path=target.path, step=step)
+        result.update(target=target.label, path=target.path, step=step, run_as=target_settings(cfg))
         doc["grids"][target.label] = json.loads(json.dumps(result))
         atomic_write_text(path, json.dumps(doc, indent=1))
         print(format_grid(target.label, result))

@@ -264,8 +264,8 @@ def test_horizon_eval_runs_the_grid_for_the_needle_env(tok_dir, tmp_path):
 
 
 def test_grid_resume_rescores_when_the_rope_scaling_or_dtype_changes(tok_dir, tmp_path, monkeypatch):
-    """--resume keeps a stored grid only for the same settings: a context-extended or a bf16 model is
-    a different measurement of the same weights, so either change scores the target again."""
+    """--resume keeps a stored grid only when the target was run the same way: a context-extended or a
+    bf16 model is a different measurement of the same weights, so either change scores it again."""
     import rl.needle_grid
     from rl.config import load_config
     from rl.eval_job import EvalJobConfig, run_eval_job
@@ -283,8 +283,8 @@ def test_grid_resume_rescores_when_the_rope_scaling_or_dtype_changes(tok_dir, tm
         before = len(calls)
         run_eval_job(load_config(EvalJobConfig, None, base + extra), resume=True)
         assert len(calls) - before == scored, extra
-    settings = json.loads((tmp_path / "needle_grid.json").read_text())["settings"]
-    assert settings["dtype"] == "bfloat16" and settings["rope_scaling"]["type"] == "linear"
+    run_as = json.loads((tmp_path / "needle_grid.json").read_text())["grids"]["tiny-random"]["run_as"]
+    assert run_as["dtype"] == "bfloat16" and run_as["rope_scaling"]["type"] == "linear"
 
 
 def test_kv_cache_bytes_per_token_hand_worked():
