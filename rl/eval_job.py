@@ -160,15 +160,12 @@ def run_eval_job(cfg: EvalJobConfig, resume: bool = False) -> Path:
     out = Path(cfg.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     path = out / "horizon_curve.json"
-    settings = job_settings(cfg)
-    doc = json.loads(path.read_text()) if resume and path.exists() else {}
-    if doc.get("settings") != json.loads(json.dumps(settings)):
-        doc = {"settings": settings, "curves": {}}
+    doc = load_results(path, job_settings(cfg), "curves", resume)
     for target in targets:
         if already_scored(doc["curves"].get(target.label), target, cfg):
             continue  # the same model at the same checkpoint, run the same way: scored already
         result = evaluate_target(target, cfg)
-        result["run_as"] = target_settings(cfg)
+        result["run_as"] = target_settings(target, cfg)
         # every greedy generation beside the curve, not in it (the curve JSON stays small)
         atomic_write_text(out / "completions" / f"{_file_name(target.label)}.jsonl",
                           "".join(json.dumps(row) + "\n" for row in result.pop("completions")))
@@ -190,12 +187,15 @@ def job_settings(cfg: EvalJobConfig) -> dict[str, Any]:
     return {"env": cfg.env.to_raw(), "eval": to_dict(cfg.eval), "reward": to_dict(cfg.reward)}
 
 
-def target_settings(cfg: EvalJobConfig) -> dict[str, Any]:
-    """How a target's weights were run: the precision and the RoPE scaling. Stored with each result;
-    ``--resume`` reuses it only when these match too, as a bf16 or a context-extended model scores
-    differently from the same weights in float32 or at the native length."""
+def target_settings(target: Target, cfg: EvalJobConfig) -> dict[str, Any]:
+    """How a model target's weights are run: ``cfg``'s precision and RoPE scaling (``load_target``).
+    Stored with each result; ``--resume`` reuses it only when these match too, as a bf16 or a
+    context-extended model scores differently from the same weights in float32 or at the native
+    length. Empty for a run target: its own run config sets both, and its path and step name it."""
     from rl.config import to_dict
 
+    if target.kind == "run":
+        return {}
     return json.loads(json.dumps({"dtype": cfg.dtype, "rope_scaling": to_dict(cfg.rope_scaling)}))
 
 
@@ -203,7 +203,16 @@ def already_scored(done: dict | None, target: Target, cfg: EvalJobConfig) -> boo
     """Whether ``done`` (a stored result) is this target, at the checkpoint it would load now, run the
     same way (``target_settings``)."""
     return bool(done) and done.get("path") == target.path and done.get("step") == _step_now(target) \
-        and done.get("run_as") == target_settings(cfg)
+        and done.get("run_as", {}) == target_settings(target, cfg)
+
+
+def load_results(path: Path, settings: dict[str, Any], section: str, resume: bool) -> dict[str, Any]:
+    """The stored results document at ``path`` when resuming with the same ``settings``; otherwise a
+    fresh one, ``{"settings": settings, section: {}}``."""
+    doc = json.loads(path.read_text()) if resume and path.exists() else {}
+    if doc.get("settings") != json.loads(json.dumps(settings)):
+        doc = {"settings": settings, section: {}}
+    return doc
 
 
 def _file_name(label: str) -> str:

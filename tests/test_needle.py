@@ -285,6 +285,10 @@ def test_grid_resume_rescores_when_the_rope_scaling_or_dtype_changes(tok_dir, tm
         assert len(calls) - before == scored, extra
     run_as = json.loads((tmp_path / "needle_grid.json").read_text())["grids"]["tiny-random"]["run_as"]
     assert run_as["dtype"] == "bfloat16" and run_as["rope_scaling"]["type"] == "linear"
+    # a run target is loaded with its own run's dtype and scaling: the job's settings do not apply to it
+    from rl.eval_job import Target, target_settings
+
+    assert target_settings(Target("rl", "run", "runs/x"), load_config(EvalJobConfig, None, base)) == {}
 
 
 def test_kv_cache_bytes_per_token_hand_worked():
