@@ -47,6 +47,15 @@ class EvalJobConfig:
               "horizon eval smollm2-135m-instruct runs/my_run")
         check(not self.labels or len(self.labels) == len(self.targets), "labels",
               f"give one label per target ({len(self.targets)}) or none, got {len(self.labels)}")
+        # each name keys one curve in the JSON and one completions file: two targets must not share either
+        names, key = (self.labels, "labels") if self.labels else (self.targets, "targets")
+        seen: dict[str, str] = {}
+        for name in names:
+            check(names.count(name) == 1, key,
+                  f"'{name}' is named twice; each target is scored once (drop the repeat, or give --labels)")
+            other = seen.setdefault(_file_name(name), name)
+            check(other == name, key, f"'{other}' and '{name}' would share one completions file "
+                  f"({_file_name(name)}.jsonl); give --labels with distinct names")
 
 
 @dataclass(frozen=True)

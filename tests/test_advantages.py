@@ -41,13 +41,13 @@ def test_dr_grpo_is_mean_centred_only():
     )
 
 
-@pytest.mark.parametrize("name", ["grpo", "dr_grpo"])
+@pytest.mark.parametrize("name", ["grpo", "dr_grpo", "raft"])
 def test_all_equal_rewards_give_zeros(name):
     advantages_g = ADVANTAGE_ESTIMATORS[name](torch.full((5,), 0.7))
     assert torch.equal(advantages_g, torch.zeros(5))
 
 
-@pytest.mark.parametrize("name", ["grpo", "dr_grpo"])
+@pytest.mark.parametrize("name", ["grpo", "dr_grpo", "raft"])
 def test_group_of_one_gives_zero_not_nan(name):
     advantages_g = ADVANTAGE_ESTIMATORS[name](torch.tensor([3.0]))
     assert torch.equal(advantages_g, torch.zeros(1))
@@ -74,3 +74,13 @@ def test_matches_trl_formula():
     )
     ours_ng = torch.stack([group_advantages(r_g) for r_g in rewards_ng])
     torch.testing.assert_close(ours_ng, trl_ng)
+
+
+def test_raft_is_one_for_the_best_and_zero_for_the_rest():
+    # outcome 1 / 0 (no format bonus): the two right completions get 1, the wrong ones 0
+    torch.testing.assert_close(ADVANTAGE_ESTIMATORS["raft"](torch.tensor([1.0, 0.0, 0.0, 1.0])),
+                               torch.tensor([1.0, 0.0, 0.0, 1.0]))
+    # only the top reward counts, not every above-mean one: [1.1, 0.1, 0.0] -> [1, 0, 0]
+    torch.testing.assert_close(ADVANTAGE_ESTIMATORS["raft"](torch.tensor([1.1, 0.1, 0.0])),
+                               torch.tensor([1.0, 0.0, 0.0]))
+    assert ADVANTAGE_ESTIMATORS["raft"](torch.tensor([0, 2, 2])).tolist() == [0.0, 1.0, 1.0]  # ints cast

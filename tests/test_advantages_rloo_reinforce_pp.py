@@ -146,4 +146,4 @@ def test_normalize_batch_degenerate_and_statistics():
 
 
 def test_registry_names():
-    assert set(ADVANTAGE_ESTIMATORS) == {"grpo", "dr_grpo", "rloo", "reinforce_pp"}
+    assert set(ADVANTAGE_ESTIMATORS) == {"grpo", "dr_grpo", "rloo", "reinforce_pp", "raft"}

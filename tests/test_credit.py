@@ -190,3 +190,9 @@ def test_exact_process_reward_needs_an_env_with_labels():
     assert cfg.reward.prm == "exact"
     with pytest.raises(ConfigError, match="has none"):
         load_config(TrainConfig, None, ["--reward.prm", "exact", "--env.name", "test_user_env:SPEC"])
+
+
+def test_raft_refuses_signed_prm_credit():
+    assert load_config(TrainConfig, None, ["--algorithm.advantage", "raft"]).algorithm.advantage == "raft"
+    with pytest.raises(ConfigError, match="config key 'reward.prm'.*positive only"):
+        check_signals(load_config(TrainConfig, None, ["--algorithm.advantage", "raft", "--reward.prm", "exact"]))

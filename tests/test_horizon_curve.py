@@ -87,3 +87,16 @@ def test_eval_targets_resolve_before_loading(tmp_path):
         resolve_target(f"{run}@last")
     with pytest.raises(DataError, match="neither a built-in model"):
         resolve_target(str(tmp_path / "missing"))
+
+
+def test_eval_job_names_must_give_distinct_results_files():
+    from rl.errors import ConfigError
+    from rl.eval_job import EvalJobConfig
+
+    with pytest.raises(ConfigError, match="share one completions file"):  # both become runs_a_b.jsonl
+        EvalJobConfig(targets=["runs/a b", "runs/a_b"])
+    with pytest.raises(ConfigError, match="named twice"):
+        EvalJobConfig(targets=["tiny-random", "tiny-random"])
+    with pytest.raises(ConfigError, match="labels.*named twice"):
+        EvalJobConfig(targets=["tiny-random", "runs/x"], labels=["m", "m"])
+    assert EvalJobConfig(targets=["runs/a b", "runs/a_b"], labels=["first", "second"]).labels == ["first", "second"]

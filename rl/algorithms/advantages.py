@@ -158,9 +158,38 @@ def normalize_batch(advantages_n: torch.Tensor, eps: float = 1e-8) -> torch.Tens
     return (advantages_n - mean) / (advantages_n.std(unbiased=False) + eps)
 
 
+def raft_advantages(rewards_g: torch.Tensor) -> torch.Tensor:
+    """RAFT: fine-tune on each group's best completions; ``A_i = 1`` where ``r_i`` is the group's
+    highest reward, else 0. Positive only: no completion is pushed down.
+
+    Dong et al. 2023, "RAFT: Reward rAnked FineTuning for Generative Foundation Model Alignment"
+    (arXiv 2304.06767): sample K completions per prompt, keep the one with the highest reward, and
+    fine-tune on it. With a binary verifier reward this is rejection-sampling fine-tuning (RFT /
+    ReST-EM): the policy's own correct samples, with the SFT loss, since the ratio is 1 on-policy.
+    Xiong et al. 2025 ("A Minimalist Approach to LLM Reasoning", arXiv 2504.11343) find it close
+    to GRPO. Departures:
+
+    - Every completion tied at the top gets 1 (RAFT keeps one per prompt).
+    - A group whose rewards are all equal gets zeros, as in every estimator here: it says nothing
+      about which sample is better. RAFT would still train on its best sample, which with an
+      all-correct group sharpens the policy and with an all-wrong one trains on a wrong answer.
+    - It ranks by the total scalar reward: a format bonus makes a well-formatted wrong answer
+      "best" in a group with no right one (use ``reward.format_weight: 0`` for pure RFT).
+
+    Returns:
+        [G] advantages in {0., 1.}, same float dtype as ``rewards_g``.
+    """
+    rewards_g = _check_group(rewards_g)
+    best = rewards_g.max()
+    if rewards_g.numel() <= 1 or bool((rewards_g == best).all()):
+        return torch.zeros_like(rewards_g)
+    return (rewards_g == best).to(rewards_g.dtype)
+
+
 ADVANTAGE_ESTIMATORS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
     "grpo": grpo_advantages,
     "dr_grpo": dr_grpo_advantages,
     "rloo": rloo_advantages,
     "reinforce_pp": reinforce_pp_advantages,
+    "raft": raft_advantages,
 }

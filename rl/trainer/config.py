@@ -55,7 +55,8 @@ class AlgorithmConfig:
     SHORTHAND: ClassVar[str] = "preset"
 
     preset: Literal["custom", "grpo", "dr_grpo", "dapo", "gspo", "rloo", "reinforce_pp", "ppo"] = "custom"
-    advantage: Literal["grpo", "dr_grpo", "rloo", "reinforce_pp", "gae"] = "grpo"
+    # raft: positive-only, 1 for each group's best completions (rejection-sampling fine-tuning)
+    advantage: Literal["grpo", "dr_grpo", "rloo", "reinforce_pp", "raft", "gae"] = "grpo"
     clip_low: float = 0.2
     clip_high: float = 0.28
     ratio_level: Literal["token", "sequence"] = "token"  # sequence: GSPO

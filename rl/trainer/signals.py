@@ -1,6 +1,6 @@
 """Credit signals: each maps the step's ``TrainBatch`` to per-token advantages (+ metrics).
 
-- ``GroupAdvantage`` (grpo, dr_grpo, rloo, reinforce_pp): one advantage per episode from its
+- ``GroupAdvantage`` (grpo, dr_grpo, rloo, reinforce_pp, raft): one advantage per episode from its
   group's scored rewards, broadcast over the sample's policy tokens. ``reinforce_pp`` then
   whitens all the step's episode advantages together (REINFORCE++'s global normalisation).
 - ``KLReward`` (``kl_mode: reward`` with a group estimator): the reward-to-go of the per-token
@@ -74,6 +74,9 @@ class GroupAdvantage:
         check(cfg.rollout.group_size >= 2, "rollout.group_size",
               f"must be >= 2 for group-relative advantages ({cfg.algorithm.advantage}); only PPO "
               f"(algorithm.advantage: gae) works with 1, got {cfg.rollout.group_size}")
+        check(not (cfg.algorithm.advantage == "raft" and cfg.reward.prm), "reward.prm",
+              "advantage: raft trains only on each group's best completions (positive only), and PRM step "
+              "credit is signed: set reward.prm: null, or use advantage: grpo")
 
     @classmethod
     def build(cls, cfg, policy) -> "GroupAdvantage":
