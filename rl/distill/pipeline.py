@@ -29,10 +29,10 @@ from typing import Any
 from rl.distill.config import DistillConfig
 from rl.errors import ConfigError, DataError
 from rl.run.io import atomic_write_dir, atomic_write_text
+from rl.traces import REQUIRED_COLUMNS, load_traces  # noqa: F401 - load_traces: the distill API
 from rl.types import Completion, Episode, Task, Turn
 
 PREVIEW_ROWS = 20
-REQUIRED_COLUMNS = ("prompt", "completion")
 
 
 def verify_text(task: Task, text: str, reward_fn) -> Episode:
@@ -123,28 +123,6 @@ def save_traces(out_dir: Path, accepted: list[dict], rejected: list[dict], prove
     atomic_write_text(out_dir / "traces_rejected.jsonl", jsonl(rejected))
     atomic_write_text(out_dir / "provenance.json", json.dumps(provenance, indent=2))
     return final
-
-
-def load_traces(path: str | Path):
-    """``(dataset, provenance)`` from a ``traces/`` directory; ``DataError`` if it is unusable."""
-    from datasets import load_from_disk
-
-    path = Path(path)
-    if not (path / "dataset_info.json").exists():
-        raise DataError(f"'{path}' is not a saved traces dataset: run the 'traces' stage first "
-                        "(stages: [traces, ...]) or point output_dir at a finished run")
-    state = json.loads((path / "state.json").read_text()) if (path / "state.json").exists() else {}
-    if not state.get("_data_files", [None]):  # datasets 5 cannot even load an empty saved dataset
-        raise DataError(f"traces dataset '{path}' is empty: regenerate it with more tasks")
-    dataset = load_from_disk(str(path))
-    missing = [c for c in REQUIRED_COLUMNS if c not in dataset.column_names]
-    if missing:
-        raise DataError(f"traces dataset '{path}' lacks column(s) {missing}: it needs "
-                        f"{list(REQUIRED_COLUMNS)} (TRL prompt/completion rows); got {dataset.column_names}")
-    if len(dataset) == 0:
-        raise DataError(f"traces dataset '{path}' is empty: regenerate it with more tasks")
-    provenance = json.loads(dataset.info.description or "{}")
-    return dataset, provenance
 
 
 # ---------------------------------------------------------------- SFT

@@ -187,6 +187,28 @@ class OnPolicyDistillConfig:
 
 
 @dataclass
+class AnchorConfig:
+    """An SFT loss on fixed traces added to every policy update: the RL step and a supervised step
+    on ``batch_size`` trace rows share one optimizer step (InstructGPT's PPO-ptx, Ouyang et al. 2022,
+    with oracle traces in place of pre-training text). It keeps what distillation taught (a small
+    model's arithmetic) while RL pushes where the traces stop. ``traces: null`` turns it off.
+
+    The loss added is ``coef`` x the mean NLL per completion token (temperature 1, whatever the
+    sampling temperature); rows are drawn with replacement, seeded by (seed, step, minibatch).
+    """
+
+    traces: str | None = None  # a saved traces dataset: <distill run>/traces (prompt/completion rows)
+    coef: float = 1.0  # weight of the mean NLL per completion token, beside the RL loss
+    batch_size: int = 8  # trace rows per optimizer step
+    max_length: int = 512  # rows longer than this (prompt + completion tokens) are left out
+
+    def __post_init__(self) -> None:
+        check(self.coef > 0, "anchor.coef", f"must be > 0, got {self.coef}; to turn it off set anchor.traces: null")
+        check(self.batch_size >= 1, "anchor.batch_size", f"must be >= 1, got {self.batch_size}")
+        check(self.max_length >= 8, "anchor.max_length", f"must be >= 8, got {self.max_length}")
+
+
+@dataclass
 class TrainConfig:
     """Everything a policy-gradient run reads (every preset, PPO and on-policy distillation).
     The recipe YAML sets a subset; the rest are defaults."""
@@ -216,6 +238,7 @@ class TrainConfig:
     optim: OptimConfig = field(default_factory=OptimConfig)
     distill: OnPolicyDistillConfig = field(default_factory=OnPolicyDistillConfig)
     curriculum: CurriculumConfig = field(default_factory=CurriculumConfig)
+    anchor: AnchorConfig = field(default_factory=AnchorConfig)  # SFT loss on traces in each update
 
     def __post_init__(self) -> None:
         check(self.max_steps >= 1, "max_steps", f"must be >= 1, got {self.max_steps}")

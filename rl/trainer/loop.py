@@ -4,7 +4,8 @@ One loop for the whole algorithm table (``algorithm.preset``: grpo, dr_grpo, dap
 reinforce_pp, ppo) and for on-policy distillation (``distill.teacher``). Credit is one path:
 the configured signals (``rl.trainer.credit``: group estimators, GAE, KL in the reward, PRM
 process advantages, the teacher's reverse KL) each give per-token advantages, summed into the
-batch the update trains on; ``train`` never branches on which signals they are.
+batch the update trains on; ``train`` never branches on which signals they are. An SFT anchor
+(``anchor.traces``, ``rl.trainer.anchor``) adds a supervised loss on fixed traces to each update.
 
 The policy is a LoRA adapter on a frozen base (peft); the reference for the KL is the same
 model with the adapter disabled, so no second copy is held. Groups whose episodes could not
@@ -31,11 +32,13 @@ import torch
 
 from envs.curriculum import CurriculumSource
 from rl.build import build_engine, build_reward, build_runner, build_task_source, sampling_params
-from rl.errors import ConfigError, RunAborted
+from rl.errors import ConfigError, DataError, RunAborted
 from rl.models import check_model_available, load_policy
 from rl.run.checkpoint import list_checkpoints, load_checkpoint, save_checkpoint, seed_everything
 from rl.run.faults import maybe_fail
 from rl.run.run_dir import RunDir
+from rl.traces import load_traces
+from rl.trainer.anchor import SFTAnchor
 from rl.trainer.batch import TrainBatch
 from rl.trainer.collect import collect, failure_message, rollout_metrics, step_seed
 from rl.trainer.config import TrainConfig
@@ -87,6 +90,11 @@ def _check_before_loading(cfg: TrainConfig, resume: bool, world: World = ONE) ->
                           "number of processes that divides it")
     if cfg.curriculum.enabled:  # the env must accept every level the curriculum may reach
         build_task_source(cfg.env, cfg.seed).set_horizon(cfg.curriculum.min_level, cfg.curriculum.max_level)
+    if cfg.anchor.traces:  # a missing or unusable dataset fails here, before the model loads
+        try:
+            load_traces(cfg.anchor.traces)
+        except DataError as e:
+            raise ConfigError(f"config key 'anchor.traces': {e}") from e
     for cls in enabled_signals(cfg):
         if hasattr(cls, "check_models"):
             cls.check_models(cfg)
@@ -114,6 +122,7 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
     reward_fn = build_reward(cfg.env, cfg.reward)
     policy = load_policy(cfg.model, lora=cfg.lora, dtype=cfg.dtype, device=cfg.device, rope_scaling=cfg.rope_scaling,
                          gradient_checkpointing=cfg.optim.gradient_checkpointing)
+    anchor = SFTAnchor.load(cfg.anchor, policy.tokenizer) if cfg.anchor.traces else None
     signals = build_signals(cfg, policy)
     modules = trainable_modules(signals)  # PPO's value head: optimised and checkpointed with the policy
     value_head = modules.get("value_head")
@@ -154,7 +163,7 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
                 generator = torch.Generator().manual_seed(step_seed(cfg.seed, step))
                 update = policy_update(policy, optimizer, scheduler, batch, credit.advantages, cfg.algorithm,
                                        cfg.optim, cfg.rollout.max_new_tokens, generator, returns=credit.returns,
-                                       world=world)
+                                       anchor=anchor, world=world)
                 maybe_fail("after_update", step)
                 nonfinite_streak = nonfinite_streak + 1 if update.get("update/skipped_nonfinite") else 0
                 if nonfinite_streak >= cfg.optim.max_nonfinite_streak:

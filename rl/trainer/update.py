@@ -102,7 +102,7 @@ def needs_reference(policy, algo: AlgorithmConfig) -> bool:
 
 def policy_update(policy, optimizer, scheduler, batch, advantages: list[Advantage],
                   algo: AlgorithmConfig, optim: OptimConfig, max_new_tokens: int, generator: torch.Generator,
-                  *, returns: list[torch.Tensor] | None = None, world: World = ONE) -> dict[str, float]:
+                  *, returns: list[torch.Tensor] | None = None, anchor=None, world: World = ONE) -> dict[str, float]:
     """Run ``algo.epochs`` x ``algo.minibatches`` optimizer steps on ``batch`` (a ``TrainBatch``).
 
     ``advantages[i]`` is a float broadcast over sample i's policy tokens, or per-token values
@@ -116,6 +116,10 @@ def policy_update(policy, optimizer, scheduler, batch, advantages: list[Advantag
     ``value/loss``, ``value/clip_frac`` (PPO), ``update/skipped_nonfinite``,
     ``tokens_per_s/train``, ``time/update_s``.
 
+    With an SFT ``anchor`` (``rl.trainer.anchor.SFTAnchor``), each optimizer step also draws its
+    trace rows (from ``generator``) and adds their scaled NLL's gradient before clipping; it then
+    steps even when every group was dropped (the anchor alone), and logs ``anchor/nll``.
+
     With several ranks (``world``), every rank holds the whole batch; each runs the gradient
     pass of its share of every minibatch's micro-batches, the gradients are summed over ranks
     before clipping, and the metrics are merged: the same step (up to float summation order)
@@ -124,7 +128,7 @@ def policy_update(policy, optimizer, scheduler, batch, advantages: list[Advantag
     t0 = time.perf_counter()
     lr = scheduler.get_last_lr()[0]  # the rate this update uses
     samples, value_head = batch.samples, batch.value_head
-    if not samples:  # every group had equal rewards (and was dropped): nothing to learn from
+    if not samples and anchor is None:  # every group had equal rewards (and was dropped): nothing to learn from
         scheduler.step()
         return {**{k: None for k in UPDATE_METRICS}, "update/skipped_empty": 1.0,
                 "lr": lr, "time/update_s": 0.0}
@@ -148,7 +152,8 @@ def policy_update(policy, optimizer, scheduler, batch, advantages: list[Advantag
     param_groups = [group["params"] for group in optimizer.param_groups]
     for epoch in range(algo.epochs):
         order = torch.randperm(len(samples), generator=generator)
-        for mb in [c.tolist() for c in torch.tensor_split(order, algo.minibatches) if len(c)]:
+        minibatches = [c.tolist() for c in torch.tensor_split(order, algo.minibatches) if len(c)]
+        for mb in minibatches or [[]]:  # [[]]: no samples, an anchor-only step (else returned above)
             num_tokens = sum(samples[i].num_policy_tokens for i in mb)
             finite = True
             optimizer.zero_grad(set_to_none=True)
@@ -202,6 +207,11 @@ def policy_update(policy, optimizer, scheduler, batch, advantages: list[Advantag
                 for name in ("clip_frac/low", "clip_frac/high", "kl"):
                     if name in m:
                         stats.add(name, m[name], n_tok)
+            if anchor is not None:
+                a = anchor.backward(policy, anchor.draw(generator), optim.micro_batch_size,
+                                    optim.share_prompt, world)
+                stats.add("anchor/nll", a["anchor/nll"], a["anchor/tokens"])
+                finite = finite and math.isfinite(a["anchor/nll"])
             world.all_reduce_grads([p for g in param_groups for p in g])
             finite = world.all_true(finite)
             norms = [float(torch.nn.utils.clip_grad_norm_(g, optim.max_grad_norm)) for g in param_groups]
@@ -220,11 +230,12 @@ def policy_update(policy, optimizer, scheduler, batch, advantages: list[Advantag
         stats, mismatch_max = stats.merged(world), world.max(mismatch_max)
         tokens_seen = sum(world.gather([tokens_seen]))
     elapsed = time.perf_counter() - t0
-    out = {"kl": None, **stats.means()}  # kl: null when it was neither in the loss nor logged
+    # kl: null when it was neither in the loss nor logged; the policy terms, on an anchor-only step
+    out = {**{k: None for k in UPDATE_METRICS}, **stats.means()}
     out.update({
-        "logprob_mismatch/max": mismatch_max,
+        "logprob_mismatch/max": mismatch_max if samples else None,
         "update/skipped_nonfinite": float(skipped),
-        "update/skipped_empty": 0.0,
+        "update/skipped_empty": 0.0 if samples else 1.0,
         "lr": lr,
         "tokens_per_s/train": tokens_seen / elapsed if elapsed > 0 else 0.0,
         "time/update_s": elapsed,
