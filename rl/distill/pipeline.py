@@ -29,7 +29,7 @@ from typing import Any
 from rl.distill.config import DistillConfig
 from rl.errors import ConfigError, DataError
 from rl.run.io import atomic_write_dir, atomic_write_text
-from rl.traces import REQUIRED_COLUMNS, load_traces  # noqa: F401 - load_traces: the distill API
+from rl.traces import REQUIRED_COLUMNS, load_traces
 from rl.types import Completion, Episode, Task, Turn
 
 PREVIEW_ROWS = 20

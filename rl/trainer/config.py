@@ -194,7 +194,8 @@ class AnchorConfig:
     model's arithmetic) while RL pushes where the traces stop. ``traces: null`` turns it off.
 
     The loss added is ``coef`` x the mean NLL per completion token (temperature 1, whatever the
-    sampling temperature); rows are drawn with replacement, seeded by (seed, step, minibatch).
+    sampling temperature); each optimizer step draws its rows with replacement from the update's
+    generator, seeded by (seed, step), so a resumed run redraws them.
     """
 
     traces: str | None = None  # a saved traces dataset: <distill run>/traces (prompt/completion rows)
