@@ -53,6 +53,11 @@ def test_group_of_one_gives_zero_not_nan(name):
     assert torch.equal(advantages_g, torch.zeros(1))
 
 
+@pytest.mark.parametrize("name", sorted(ADVANTAGE_ESTIMATORS))
+def test_an_empty_group_gives_an_empty_result(name):
+    assert ADVANTAGE_ESTIMATORS[name](torch.tensor([])).shape == (0,)
+
+
 def test_integer_rewards_are_cast_to_float():
     advantages_g = group_advantages(torch.tensor([1, 0]), scale_by_std=False)
     torch.testing.assert_close(advantages_g, torch.tensor([0.5, -0.5]))

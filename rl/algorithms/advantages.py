@@ -180,10 +180,10 @@ def raft_advantages(rewards_g: torch.Tensor) -> torch.Tensor:
         [G] advantages in {0., 1.}, same float dtype as ``rewards_g``.
     """
     rewards_g = _check_group(rewards_g)
-    best = rewards_g.max()
-    if rewards_g.numel() <= 1 or bool((rewards_g == best).all()):
-        return torch.zeros_like(rewards_g)
-    return (rewards_g == best).to(rewards_g.dtype)
+    if rewards_g.numel() == 0:  # an empty group gives an empty result, as every estimator here
+        return rewards_g.clone()
+    best_g = rewards_g == rewards_g.max()
+    return torch.zeros_like(rewards_g) if bool(best_g.all()) else best_g.to(rewards_g.dtype)
 
 
 ADVANTAGE_ESTIMATORS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
