@@ -12,7 +12,9 @@ operation, the result, and the first token of the line, i.e. continuing instead 
 The ``####`` answer line is the *stop* position. Per position the script prints the share of
 right lines with its Wilson 95 % interval, and the mean negative log-likelihood per token of the
 whole oracle solution: hundreds of lines per position, so a change in per-step arithmetic (or in
-the steps past the distilled horizon) shows up long before pass@1 moves.
+the steps past the distilled horizon) shows up long before pass@1 moves. For every wrong line it
+also reads the probability the model gave the right token at the line's first wrong token: whether
+the slips are close calls that sampling reaches, or confident ones that it does not.
 
 Targets are what ``horizon eval`` takes (a distillation dir, a run dir, ``RUN@STEP``, a model);
 the held-out tasks are those of the first run target's env (or ``--env-from``), the same as
@@ -68,12 +70,40 @@ def tally_positions(per_task: list[list[bool]]) -> dict[str, dict]:
                 "ci": list(wilson_interval(counts[k][1], counts[k][0]))} for k in order}
 
 
+def first_miss_probs(logp_tv, predicted: list[int], target: list[int], groups: list[list[int]]) -> list:
+    """Per line group, ``None`` when the line is right, else the probability the model gave the
+    target token at the line's first mispredicted token: how reachable the right line is by
+    sampling at T = 1 (a group of 8 samples holds it about 1 - (1 - p)^8 of the time)."""
+    out = []
+    for g in groups:
+        miss = next((i for i in g if predicted[i] != target[i]), None)
+        out.append(None if miss is None else float(logp_tv[miss, target[miss]].exp()))
+    return out
+
+
+def tally_misses(per_task: list[list]) -> dict[str, dict]:
+    """``{position: {"misses", "p_right_median", "share_p_ge": {0.05, 0.125, 0.25}}}`` over the
+    wrong lines of ``per_task`` (from ``first_miss_probs``), positions as in ``tally_positions``."""
+    import statistics
+
+    by_pos: dict[str, list[float]] = {}
+    for lines in per_task:
+        for j, p in enumerate(lines):
+            if p is not None:
+                by_pos.setdefault("stop" if j == len(lines) - 1 else str(j + 1), []).append(p)
+    by_pos["all"] = [p for ps in list(by_pos.values()) for p in ps]
+    return {k: {"misses": len(ps), "p_right_median": statistics.median(ps) if ps else None,
+                "share_p_ge": {str(t): (sum(p >= t for p in ps) / len(ps) if ps else None) for t in (0.05, 0.125, 0.25)}}
+            for k, ps in by_pos.items()}
+
+
 def score_policy(policy, tasks: list, batch_size: int = 16) -> dict:
     """Teacher-forced line judgements and the oracle's mean NLL per token for ``tasks``.
 
     Returns ``{"positions": tally_positions(...), "by_horizon": {h: tally_positions(...)},
-    "nll_per_token": float, "tasks": int}``: ``positions`` pools every task, ``by_horizon`` splits
-    them by their number of operations.
+    "misses": tally_misses(...), "nll_per_token": float, "tasks": int}``: ``positions`` pools every
+    task, ``by_horizon`` splits them by their number of operations, ``misses`` says how likely the
+    right token was where a line went wrong.
     """
     import torch
 
@@ -82,7 +112,7 @@ def score_policy(policy, tasks: list, batch_size: int = 16) -> dict:
 
     tok, model = policy.tokenizer, policy.model
     model.eval()
-    per_task, horizons, nll_sum, nll_tokens = [], [], 0.0, 0
+    per_task, miss_probs, horizons, nll_sum, nll_tokens = [], [], [], 0.0, 0
     for b in range(0, len(tasks), batch_size):
         rows = []
         for task in tasks[b:b + batch_size]:
@@ -106,9 +136,11 @@ def score_policy(policy, tasks: list, batch_size: int = 16) -> dict:
             target = torch.tensor(c)
             nll_sum -= float(logp_tv.gather(1, target[:, None]).sum())
             nll_tokens += len(c)
-            per_task.append(lines_right(logp_tv.argmax(-1).tolist(), c, groups))
+            predicted = logp_tv.argmax(-1).tolist()
+            per_task.append(lines_right(predicted, c, groups))
+            miss_probs.append(first_miss_probs(logp_tv, predicted, c, groups))
     by_horizon = {h: tally_positions([t for t, th in zip(per_task, horizons) if th == h]) for h in sorted(set(horizons))}
-    return {"positions": tally_positions(per_task), "by_horizon": by_horizon,
+    return {"positions": tally_positions(per_task), "by_horizon": by_horizon, "misses": tally_misses(miss_probs),
             "nll_per_token": nll_sum / max(1, nll_tokens), "tasks": len(tasks)}
 
 
@@ -149,6 +181,9 @@ def main(argv: list[str]) -> int:
         for name, cells in [("all", res["positions"]), *((f"h={h}", c) for h, c in res["by_horizon"].items())]:
             print(f"  {name:>5}  " + "  ".join(f"{k}: {c['rate']:.2f} [{c['ci'][0]:.2f},{c['ci'][1]:.2f}]"
                                              for k, c in cells.items()), flush=True)
+        print("  p(right token) at the first wrong token, median [share >= .05 / .125 / .25]:  " + "  ".join(
+            f"{k}: {m['p_right_median']:.3f} [{'/'.join(f'{v:.2f}' for v in m['share_p_ge'].values())}] n={m['misses']}"
+            for k, m in res["misses"].items() if m["misses"]), flush=True)
     if args.json:
         from rl.run.io import atomic_write_text
 

@@ -38,6 +38,24 @@ def test_positions_tally_lines_by_place_and_the_last_as_stop():
     assert out["2"]["ci"][0] < 0.5 < out["2"]["ci"][1]
 
 
+def test_first_miss_probs_read_the_right_tokens_probability_where_the_line_first_goes_wrong():
+    probs_tv = torch.tensor([[0.7, 0.2, 0.1], [0.1, 0.3, 0.6], [0.5, 0.4, 0.1]])
+    target, groups = [0, 1, 1], [[0], [1, 2]]
+    predicted = probs_tv.argmax(-1).tolist()  # [0, 2, 0]: line 1 right, line 2 wrong from its first token
+    out = skill.first_miss_probs(probs_tv.log(), predicted, target, groups)
+    assert out[0] is None and out[1] == pytest.approx(0.3)
+
+
+def test_misses_tally_by_position_with_medians_and_shares():
+    out = skill.tally_misses([[None, 0.3, None], [0.1, None], [None, None, 0.02]])
+    assert out["2"]["misses"] == 1 and out["2"]["p_right_median"] == pytest.approx(0.3)
+    assert out["1"]["p_right_median"] == pytest.approx(0.1) and out["stop"]["misses"] == 1
+    assert out["all"]["misses"] == 3 and out["all"]["p_right_median"] == pytest.approx(0.1)
+    assert out["all"]["share_p_ge"] == pytest.approx({"0.05": 2 / 3, "0.125": 1 / 3, "0.25": 1 / 3})
+    assert skill.tally_misses([[None, None]])["all"] == {"misses": 0, "p_right_median": None,
+                                                         "share_p_ge": {"0.05": None, "0.125": None, "0.25": None}}
+
+
 class _PeekingModel(torch.nn.Module):
     """Logits whose argmax at position t is input token t+1 (an oracle), except that every
     occurrence of ``wrong_id`` is mispredicted: the lines holding that token must come out wrong."""
@@ -68,8 +86,12 @@ def test_score_policy_judges_lines_at_the_positions_that_predict_them(tokenizer,
     assert all(pos[k]["rate"] == 1.0 for k in ("1", "2", "3"))
     assert pos["stop"]["rate"] == (1.0 if wrong is None else 0.0)
     assert out["by_horizon"] == {3: pos}
+    misses = out["misses"]["all"]
     if wrong is None:
         assert out["nll_per_token"] < 0.1
+        assert misses["misses"] == 0
+    else:  # every stop line goes wrong at "####", which the model gave ~e^-50
+        assert out["misses"]["stop"]["misses"] == 5 and misses["misses"] == 5 and misses["p_right_median"] < 1e-6
     assert all(oracle_solution(t).count("\n") == 3 for t in tasks)
 
 
