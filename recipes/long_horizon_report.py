@@ -21,8 +21,10 @@ def _h50(curve: dict) -> str:
     return f"{value} [{fmt(lo)}, {fmt(hi)}{'+' if curve.get('h50_censored') else ''}]"
 
 
-def compare(a: dict, b: dict) -> list[str]:
-    """Per horizon: ``a - b`` in points, and whether the two 95 % intervals are disjoint."""
+def compare(a: dict, b: dict, paired: dict[int, dict] | None = None) -> list[str]:
+    """Per horizon: ``a - b`` in points, whether the two 95 % intervals are disjoint, and, when
+    ``paired`` (``rl.curve_stats.paired_comparison`` of the two models' completions) is given, the
+    tasks gained and lost with the paired 95 % interval of the difference and McNemar's p."""
     rows = []
     for h in a["pass@1"]:
         if h not in b["pass@1"]:
@@ -30,8 +32,24 @@ def compare(a: dict, b: dict) -> list[str]:
         d = 100 * (a["pass@1"][h] - b["pass@1"][h])
         (alo, ahi), (blo, bhi) = a["pass@1_ci"][h], b["pass@1_ci"][h]
         disjoint = alo > bhi or blo > ahi
-        rows.append(f"h{h} {d:+.1f}{' (intervals disjoint)' if disjoint else ''}")
+        cell = f"h{h} {d:+.1f}{' (intervals disjoint)' if disjoint else ''}"
+        if paired and int(h) in paired:
+            t = paired[int(h)]
+            lo, hi = (100 * x for x in t["diff_ci"])
+            cell += f" (+{t['gained']}/−{t['lost']} tasks, paired [{lo:+.1f}, {hi:+.1f}], p {t['p']:.2g})"
+        rows.append(cell)
     return rows
+
+
+def paired(eval_dir: Path, a: str, b: str) -> dict[int, dict] | None:
+    """``a`` against ``b`` task by task from their kept completions; None when either has none."""
+    from rl.curve_stats import paired_comparison
+    from rl.eval_job import load_completions
+
+    rows_a, rows_b = load_completions(eval_dir, a), load_completions(eval_dir, b)
+    if rows_a is None or rows_b is None:
+        return None
+    return paired_comparison(rows_a, rows_b)
 
 
 def sampled_traces(run_dir: Path, n: int = 3) -> list[str]:
@@ -68,7 +86,9 @@ def write_report(cfg, out: Path, state: dict) -> Path:
     lines = [f"# long_horizon: {cfg.model}, seed {cfg.seed}", "",
              f"Held-out greedy pass@1 per horizon (tasks per horizon: {json.dumps(n)}), Wilson 95 % intervals; "
              "h50 is where the curve crosses 50 % (interpolated in log2 h), its interval read off the "
-             "interval bounds ('+': the upper curve never fell below 50 % in the horizons measured).", "",
+             "interval bounds ('+': the upper curve never fell below 50 % in the horizons measured). "
+             "The comparisons pair the models task by task: tasks gained / lost, the paired 95 % interval "
+             "of the difference (Newcombe) and the exact McNemar p.", "",
              "![horizon curves](eval/horizon_curve.png)", "",
              "| model | " + " | ".join(f"h={h}" for h in horizons) + " | h50 |",
              "|---|" + "---|" * (len(horizons) + 1)]
@@ -78,7 +98,8 @@ def write_report(cfg, out: Path, state: dict) -> Path:
     lines.append("")
     for a, b in (("RL", "SFT"), ("RL", "SFT-more"), ("SFT-more", "SFT"), ("SFT", "base")):
         if a in curves and b in curves:
-            lines.append(f"- **{a} vs {b}** (points): " + ", ".join(compare(curves[a], curves[b])))
+            lines.append(f"- **{a} vs {b}** (points): "
+                         + ", ".join(compare(curves[a], curves[b], paired(out / "eval", a, b))))
     lines += ["", "Minutes per stage: " + ", ".join(f"{k} {v['minutes']}" for k, v in state.items()), ""]
     if (out / "rl" / "metrics.jsonl").exists():
         plot_runs({"GRPO + curriculum": out / "rl"}, ["reward/mean", "correct/mean", "curriculum/level"],

@@ -8,9 +8,11 @@ pass@1 and the pooled rate over seeds, successes / (n x seeds), with its Wilson 
 and ``h50`` from the pooled counts. Pooling treats every (seed, task) pair as one trial: the
 interval covers task sampling, not the spread between seeds, which the per-seed columns show.
 The last lines compare RL with its start (SFT) and with the control (SFT-more), flagging
-horizons whose pooled intervals are disjoint.
+horizons whose pooled intervals are disjoint, and then task by task over every seed's tasks:
+tasks gained and lost, the paired 95 % interval of the difference and McNemar's exact p
+(``rl.curve_stats.paired_comparison``), far tighter than two overlapping intervals.
 
-Writes ``OUT.json`` (per-seed and pooled curves) and ``OUT.png`` (pooled curves with intervals).
+Writes ``OUT.json`` (per-seed and pooled curves, the task-by-task comparisons) and ``OUT.png`` (pooled curves with intervals).
 """
 
 from __future__ import annotations
@@ -55,6 +57,27 @@ def pooled_curves(run_dirs: list[Path]) -> dict[str, dict]:
     return out
 
 
+def pooled_paired(run_dirs: list[Path], a: str, b: str) -> dict[int, dict] | None:
+    """``a`` against ``b`` task by task over every seed's held-out tasks (a task of seed i and the
+    same task of seed j are two pairs); None when some run kept no completions for either."""
+    from rl.curve_stats import paired_comparison
+    from rl.eval_job import load_completions
+
+    rows_a, rows_b = [], []
+    for i, d in enumerate(run_dirs):
+        ra, rb = load_completions(d / "eval", a), load_completions(d / "eval", b)
+        if ra is None or rb is None:
+            return None
+        rows_a += [{**r, "task_id": f"seed{i}:{r['task_id']}"} for r in ra]
+        rows_b += [{**r, "task_id": f"seed{i}:{r['task_id']}"} for r in rb]
+    return paired_comparison(rows_a, rows_b)
+
+
+def _paired_line(t: dict[int, dict]) -> str:
+    return ", ".join(f"h{h} +{c['gained']}/−{c['lost']} [{100 * c['diff_ci'][0]:+.1f}, {100 * c['diff_ci'][1]:+.1f}]"
+                     f" p {c['p']:.2g}" for h, c in t.items())
+
+
 def _delta(a: dict, b: dict) -> str:
     cells = []
     for h, p in a["pass@1"].items():
@@ -66,8 +89,9 @@ def _delta(a: dict, b: dict) -> str:
     return ", ".join(cells)
 
 
-def table(pooled: dict[str, dict]) -> str:
-    """The markdown table: per model, pooled pass@1 [95 %] per horizon (seed values below it)."""
+def table(pooled: dict[str, dict], run_dirs: list[Path] | None = None) -> str:
+    """The markdown table: per model, pooled pass@1 [95 %] per horizon (seed values below it),
+    then each comparison in points and, given the ``run_dirs``, task by task over all seeds."""
     hs = sorted({h for c in pooled.values() for h in c["pass@1"]})
     lines = ["| model | " + " | ".join(f"h={h}" for h in hs) + " | h50 |", "|---" * (len(hs) + 2) + "|"]
     for model, c in pooled.items():
@@ -80,6 +104,8 @@ def table(pooled: dict[str, dict]) -> str:
     for a, b in (("RL", "SFT"), ("RL", "SFT-more"), ("SFT-more", "SFT")):
         if a in pooled and b in pooled:
             lines.append(f"\n{a} - {b}, points: {_delta(pooled[a], pooled[b])}")
+            if run_dirs and (t := pooled_paired(run_dirs, a, b)) is not None:
+                lines.append(f"  task by task (gained/lost, paired 95 % interval in points, McNemar p): {_paired_line(t)}")
     return "\n".join(lines)
 
 
@@ -93,13 +119,15 @@ def main(argv: list[str]) -> int:
         p.error(f"no eval/horizon_curve.json in {missing}: run recipes/long_horizon.py there first")
     pooled = pooled_curves(args.runs)
     print(f"{len(args.runs)} runs pooled: {', '.join(map(str, args.runs))}\n")
-    print(table(pooled))
+    print(table(pooled, args.runs))
     if args.out is not None:
         from rl.evaluate import plot_horizon_curves
 
         args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.with_suffix(".json").write_text(json.dumps({"runs": [str(d) for d in args.runs],
-                                                             "pooled": pooled}, indent=1))
+        paired = {f"{a} vs {b}": pooled_paired(args.runs, a, b)
+                  for a, b in (("RL", "SFT"), ("RL", "SFT-more"), ("SFT-more", "SFT")) if a in pooled and b in pooled}
+        args.out.with_suffix(".json").write_text(json.dumps({"runs": [str(d) for d in args.runs], "pooled": pooled,
+                                                             "paired": paired}, indent=1))
         plot_horizon_curves({m: c["pass@1"] for m, c in pooled.items()}, args.out.with_suffix(".png"),
                             title=f"held-out pass@1, {len(args.runs)} seeds pooled",
                             intervals={m: c["pass@1_ci"] for m, c in pooled.items()})

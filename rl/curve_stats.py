@@ -1,4 +1,5 @@
-"""Statistics of a horizon curve: pass@k, Wilson intervals, and ``h50`` with its interval.
+"""Statistics of a horizon curve: pass@k, Wilson intervals, ``h50`` with its interval, and the
+paired comparison of two models scored on the same tasks (McNemar, Newcombe's paired interval).
 
 Pure functions on counts; ``rl.evaluate`` feeds them per-horizon results.
 
@@ -12,7 +13,7 @@ Example::
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 
 Z95 = 1.959963984540054  # two-sided 95 % normal quantile
 
@@ -82,3 +83,75 @@ def h50_summary(counts: Mapping[int, tuple[float, int]], level: float = 0.5) -> 
 
 def _round(x: float | None) -> float | None:
     return None if x is None else round(x, 3)
+
+
+def mcnemar_exact_p(gained: int, lost: int) -> float:
+    """Two-sided exact McNemar p-value of a paired comparison: of the ``gained + lost`` tasks on
+    which two models disagree, is the split consistent with a fair coin? ``2 x P(X <= min)`` for
+    ``X ~ Binomial(gained + lost, 1/2)``, capped at 1; 1.0 when no task is discordant.
+
+    Written out (one binomial tail) rather than taken from scipy, which nothing else here needs.
+    """
+    if gained < 0 or lost < 0:
+        raise ValueError(f"mcnemar_exact_p needs counts >= 0, got gained={gained} lost={lost}")
+    n = gained + lost
+    if n == 0:
+        return 1.0
+    tail = sum(math.comb(n, i) for i in range(min(gained, lost) + 1)) / 2 ** n
+    return min(1.0, 2 * tail)
+
+
+def paired_difference_ci(both: int, only_a: int, only_b: int, neither: int,
+                         z: float = Z95) -> tuple[float, float]:
+    """95 % interval of ``p_a - p_b`` when models a and b were scored on the SAME tasks: Newcombe's
+    (1998, Stat Med 17:2635) method 10, the two marginal Wilson intervals combined with the phi
+    correlation of the paired outcomes, continuity-corrected as in the paper (phi = 0 when a
+    margin is empty).
+
+    Paired outcomes make this interval much narrower than comparing two independent Wilson
+    intervals: the tasks both models solve or both fail carry no noise about the difference.
+    Written out because no installed library implements the paired version.
+    """
+    n = both + only_a + only_b + neither
+    if min(both, only_a, only_b, neither) < 0 or n == 0:
+        raise ValueError(f"paired_difference_ci needs counts >= 0 and at least one task, got "
+                         f"{(both, only_a, only_b, neither)}")
+    pa, pb = (both + only_a) / n, (both + only_b) / n
+    (la, ua), (lb, ub) = wilson_interval(both + only_a, n, z), wilson_interval(both + only_b, n, z)
+    margins = (both + only_a) * (neither + only_b) * (both + only_b) * (neither + only_a)
+    cross = both * neither - only_a * only_b
+    # Newcombe's continuity correction of phi: a positive cross term is shrunk by n / 2
+    cross = max(0.0, cross - n / 2) if cross >= 0 else cross
+    phi = cross / math.sqrt(margins) if margins else 0.0
+    d = pa - pb
+    low = d - math.sqrt(max(0.0, (pa - la) ** 2 - 2 * phi * (pa - la) * (ub - pb) + (ub - pb) ** 2))
+    high = d + math.sqrt(max(0.0, (ua - pa) ** 2 - 2 * phi * (ua - pa) * (pb - lb) + (pb - lb) ** 2))
+    return max(-1.0, low), min(1.0, high)
+
+
+def paired_comparison(rows_a: Iterable[Mapping], rows_b: Iterable[Mapping]) -> dict[int, dict]:
+    """Model a against model b, task by task, per horizon, from their greedy completions (the
+    ``eval/completions/*.jsonl`` rows: ``horizon``, ``task_id``, ``solved``).
+
+    Returns ``{horizon: {"n", "gained", "lost", "diff", "diff_ci", "p"}}``: ``gained`` counts tasks
+    a solves and b does not, ``diff`` is ``p_a - p_b``, ``diff_ci`` Newcombe's paired interval and
+    ``p`` the exact McNemar p-value. Raises ValueError when the two did not score the same tasks.
+    """
+    def solved_by_task(rows: Iterable[Mapping]) -> dict[tuple[int, str], bool]:
+        return {(int(r["horizon"]), str(r["task_id"])): bool(r["solved"]) for r in rows}
+
+    a, b = solved_by_task(rows_a), solved_by_task(rows_b)
+    if a.keys() != b.keys():
+        only = sorted(a.keys() ^ b.keys())[:3]
+        raise ValueError(f"a paired comparison needs both models scored on the same held-out tasks; "
+                         f"{len(a.keys() ^ b.keys())} differ (e.g. {only}): score both with the same "
+                         "eval.horizons, eval.tasks_per_horizon and env")
+    out = {}
+    for h in sorted({h for h, _ in a}):
+        keys = [k for k in a if k[0] == h]
+        cells = {(x, y): sum(a[k] is x and b[k] is y for k in keys) for x in (True, False) for y in (True, False)}
+        both, only_a, only_b, neither = cells[True, True], cells[True, False], cells[False, True], cells[False, False]
+        lo, hi = paired_difference_ci(both, only_a, only_b, neither)
+        out[h] = {"n": len(keys), "gained": only_a, "lost": only_b, "diff": (only_a - only_b) / len(keys),
+                  "diff_ci": [round(lo, 4), round(hi, 4)], "p": round(mcnemar_exact_p(only_a, only_b), 5)}
+    return out

@@ -176,11 +176,18 @@ def run_eval_job(cfg: EvalJobConfig, resume: bool = False) -> Path:
         result = evaluate_target(target, cfg)
         result["run_as"] = target_settings(target, cfg)
         # every greedy generation beside the curve, not in it (the curve JSON stays small)
-        atomic_write_text(out / "completions" / f"{_file_name(target.label)}.jsonl",
+        atomic_write_text(completions_path(out, target.label),
                           "".join(json.dumps(row) + "\n" for row in result.pop("completions")))
         doc["curves"][target.label] = result
         atomic_write_text(path, json.dumps(doc, indent=1))
         print(format_curve(target.label, result))
+    # each later target against the first, task by task on the same held-out tasks
+    first, *others = [t.label for t in targets]
+    doc["paired"] = {f"{label} vs {first}": table for label in others
+                     if (table := paired_against(out, label, first)) is not None}
+    for name, table in doc["paired"].items():
+        print(format_paired(name, table))
+    atomic_write_text(path, json.dumps(doc, indent=1))
     curves = doc["curves"]
     plot_horizon_curves({k: v["pass@1"] for k, v in curves.items()}, out / "horizon_curve.png",
                         title=f"held-out horizon curve ({cfg.env.name})",
@@ -224,9 +231,46 @@ def load_results(path: Path, settings: dict[str, Any], section: str, resume: boo
     return doc
 
 
+def completions_path(eval_dir: Path, label: str) -> Path:
+    """Where ``run_eval_job`` keeps the greedy completions of the target ``label`` under ``eval_dir``."""
+    return eval_dir / "completions" / f"{_file_name(label)}.jsonl"
+
+
+def load_completions(eval_dir: Path, label: str) -> list[dict] | None:
+    """The greedy completion rows of ``label`` (``horizon``, ``task_id``, ``solved``, ...), or None
+    when that target was scored before completions were kept."""
+    path = completions_path(eval_dir, label)
+    if not path.is_file():
+        return None
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
 def _file_name(label: str) -> str:
     """``label`` as a file name: path separators and other odd characters become ``_``."""
     return re.sub(r"[^A-Za-z0-9._@=-]+", "_", label).strip("_") or "target"
+
+
+def paired_against(eval_dir: Path, label: str, base: str) -> dict[int, dict] | None:
+    """``rl.curve_stats.paired_comparison`` of target ``label`` against ``base`` from their kept
+    completions; None when either has none or they were scored on different tasks."""
+    from rl.curve_stats import paired_comparison
+
+    rows, base_rows = load_completions(eval_dir, label), load_completions(eval_dir, base)
+    if rows is None or base_rows is None:
+        return None
+    try:
+        return paired_comparison(rows, base_rows)
+    except ValueError:
+        return None
+
+
+def format_paired(name: str, table: dict[int, dict]) -> str:
+    """One line per comparison: per horizon, tasks gained / lost, the paired 95 % interval of the
+    difference in points, and McNemar's exact p."""
+    cells = "  ".join(f"h{h} {100 * c['diff']:+.0f} (+{c['gained']}/-{c['lost']}, "
+                      f"[{100 * c['diff_ci'][0]:+.0f},{100 * c['diff_ci'][1]:+.0f}], p {c['p']:.2g})"
+                      for h, c in table.items())
+    return f"{name}, task by task: {cells}"
 
 
 def format_curve(label: str, result: dict[str, Any]) -> str:

@@ -1,4 +1,4 @@
-"""pass@k, Wilson intervals and h50 on hand-made data; the held-out split is disjoint by construction."""
+"""pass@k, Wilson intervals, h50 and the paired comparison on hand-made data; the held-out split is disjoint by construction."""
 
 import math
 
@@ -7,7 +7,8 @@ import pytest
 from envs.base import HELDOUT_EVERY, is_heldout
 from rl.build import build_task_source
 from rl.config import EnvConfig, EvalConfig
-from rl.curve_stats import h50, h50_summary, pass_at_k, wilson_interval
+from rl.curve_stats import (h50, h50_summary, mcnemar_exact_p, paired_comparison, paired_difference_ci, pass_at_k,
+                            wilson_interval)
 from rl.evaluate import eval_tasks
 
 
@@ -50,6 +51,49 @@ def test_h50_interval_comes_from_the_wilson_bound_curves():
     assert s["low"] == pytest.approx(h50(lower), abs=1e-3) and s["high"] == pytest.approx(h50(upper), abs=1e-3)
     assert s["low"] < s["h50"] < s["high"] and not s["censored"]
     assert h50_summary({1: (50, 50), 2: (40, 50)})["censored"]
+
+
+def test_mcnemar_exact_p_hand_worked():
+    # 10 gained, 2 lost: 2 * P(X <= 2), X ~ Bin(12, 1/2) = 2 * (1 + 12 + 66) / 4096
+    assert mcnemar_exact_p(10, 2) == pytest.approx(158 / 4096)
+    assert mcnemar_exact_p(2, 10) == mcnemar_exact_p(10, 2)
+    assert mcnemar_exact_p(3, 3) == 1.0 and mcnemar_exact_p(0, 0) == 1.0  # capped; nothing discordant
+    assert mcnemar_exact_p(5, 0) == pytest.approx(2 / 32)
+    with pytest.raises(ValueError):
+        mcnemar_exact_p(-1, 2)
+
+
+def test_paired_difference_ci_matches_newcombes_published_example():
+    # Fagerland, Lydersen & Laake, Statistical Analysis of Contingency Tables, ch. 8 (Cavo et al. 2012):
+    # 59 both, 6 first only, 16 second only, 80 neither -> -0.0621, 95 % CI -0.1186 to -0.0046
+    lo, hi = paired_difference_ci(59, 6, 16, 80)
+    assert lo == pytest.approx(-0.1186, abs=1e-4) and hi == pytest.approx(-0.0046, abs=1e-4)
+    # the pairing: 40 tasks both solve and 40 both fail make the same +10 points far surer than two
+    # independent 50 % vs 40 % samples of 100, whose Wilson intervals overlap widely
+    lo, hi = paired_difference_ci(40, 10, 0, 50)
+    assert 0.0 < lo < 0.1 < hi
+    assert wilson_interval(50, 100)[0] < wilson_interval(40, 100)[1]
+    # neither model solves any of 7: phi is 0 (an empty margin), so each end is one Wilson half-width
+    upper = wilson_interval(0, 7)[1]
+    assert paired_difference_ci(0, 0, 0, 7) == pytest.approx((-upper, upper))
+    with pytest.raises(ValueError):
+        paired_difference_ci(0, 0, 0, 0)
+
+
+def test_paired_comparison_counts_tasks_per_horizon_and_rejects_unpaired_files():
+    def rows(solved):
+        return [{"horizon": h, "task_id": f"t{h}-{i}", "solved": s} for h, ss in solved.items() for i, s in enumerate(ss)]
+
+    a = rows({1: [True, True, True, False], 4: [True, False, False, False]})
+    b = rows({1: [True, False, False, True], 4: [False, False, False, False]})
+    out = paired_comparison(a, b)
+    assert out[1]["n"] == 4 and out[1]["gained"] == 2 and out[1]["lost"] == 1 and out[1]["diff"] == pytest.approx(0.25)
+    assert out[1]["p"] == 1.0 and out[4]["gained"] == 1 and out[4]["lost"] == 0
+    assert out[1]["diff_ci"] == [round(x, 4) for x in paired_difference_ci(1, 2, 1, 0)]
+    assert paired_comparison(a, a)[4] == {"n": 4, "gained": 0, "lost": 0, "diff": 0.0,
+                                          "diff_ci": [round(x, 4) for x in paired_difference_ci(1, 0, 0, 3)], "p": 1.0}
+    with pytest.raises(ValueError, match="same held-out tasks"):
+        paired_comparison(a, b[:-1])
 
 
 def test_eval_tasks_are_held_out_and_no_training_stream_draws_them():

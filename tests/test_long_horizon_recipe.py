@@ -37,6 +37,7 @@ def test_long_horizon_recipe_end_to_end_and_resume(tmp_path, capsys):
     assert curves["RL"]["step"] == 2
     report = (out / "report.md").read_text()
     assert "| RL |" in report and "RL vs SFT" in report and (out / "rl_training.png").stat().st_size > 0
+    assert report.count("tasks, paired [") >= 4  # every comparison pairs the two models' completions
     assert (out / "eval" / "horizon_curve.png").stat().st_size > 0
 
     # a second run resumes: nothing is redone, and a run without --resume refuses the directory
@@ -66,11 +67,16 @@ def test_long_horizon_recipe_end_to_end_and_resume(tmp_path, capsys):
     for f in files:
         rows = [json.loads(line) for line in f.read_text().splitlines()]
         assert [r["horizon"] for r in rows] == [1, 1] and all(r["prompt"] and "answer" in r for r in rows)
-    from rl.eval_job import _file_name
+    from rl.eval_job import completions_path
 
-    run_file = tmp_path / "ev" / "completions" / f"{_file_name(str(out / 'rl'))}.jsonl"
-    rows = [json.loads(line) for line in run_file.read_text().splitlines()]
+    rows = [json.loads(line) for line in completions_path(tmp_path / "ev", str(out / "rl")).read_text().splitlines()]
     assert sum(r["solved"] for r in rows) / 2 == run_curve["pass@1"]["1"]
+    # the second target against the first, task by task on the same 2 tasks
+    (name, table), = doc["paired"].items()
+    assert name == f"{out / 'rl'}@0 vs {out / 'rl'}" and table["1"]["n"] == 2
+    assert table["1"]["gained"] - table["1"]["lost"] == round(2 * (doc["curves"][f"{out / 'rl'}@0"]["pass@1"]["1"]
+                                                                  - run_curve["pass@1"]["1"]))
+    assert f"{out / 'rl'}@0 vs {out / 'rl'}, task by task: h1" in capsys.readouterr().out
 
 
 def test_stages_without_eval_base_leave_the_base_model_unscored(tmp_path):
@@ -119,6 +125,12 @@ def test_seeds_pool_counts_over_runs(tmp_path, capsys):
         d.mkdir(parents=True)
         d.joinpath("horizon_curve.json").write_text(json.dumps({"curves": {"SFT": curve(sft, 10),
                                                                            "RL": curve(rl, 10)}}))
+        # each model solves the first rate x 10 of the same 10 tasks per horizon: RL's include SFT's
+        (d / "completions").mkdir()
+        for label, rates in (("SFT", sft), ("RL", rl)):
+            rows = [{"horizon": int(h), "task_id": f"h{h}-{t}", "solved": t < round(10 * r)}
+                    for h, r in rates.items() for t in range(10)]
+            d.joinpath("completions", f"{label}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
         runs.append(d.parent)
     pooled = long_horizon_seeds.pooled_curves(runs)
     assert list(pooled) == ["SFT", "RL"]
@@ -132,6 +144,10 @@ def test_seeds_pool_counts_over_runs(tmp_path, capsys):
     assert long_horizon_seeds.main([str(d) for d in runs] + ["--out", str(tmp_path / "pooled")]) == 0
     text = capsys.readouterr().out
     assert "RL - SFT, points: h1 +25, h4 +50 (disjoint)" in text
+    # task by task over both seeds: gained (9 - 8) + (10 - 6) = 5 at h1, (5 - 2) + (7 - 0) = 10 at h4, none lost
+    assert "h1 +5/−0" in text and "h4 +10/−0" in text
+    paired = json.loads((tmp_path / "pooled.json").read_text())["paired"]["RL vs SFT"]
+    assert paired["4"]["n"] == 20 and paired["4"]["p"] == pytest.approx(2 / 2 ** 10, abs=1e-5)
     assert (tmp_path / "pooled.png").stat().st_size > 0
     with pytest.raises(SystemExit):
         long_horizon_seeds.main([str(tmp_path / "missing")])
