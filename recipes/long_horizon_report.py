@@ -36,20 +36,9 @@ def compare(a: dict, b: dict, paired: dict[int, dict] | None = None) -> list[str
         if paired and int(h) in paired:
             t = paired[int(h)]
             lo, hi = (100 * x for x in t["diff_ci"])
-            cell += f" (+{t['gained']}/−{t['lost']} tasks, paired [{lo:+.1f}, {hi:+.1f}], p {t['p']:.2g})"
+            cell += f" (+{t['gained']}/-{t['lost']} tasks, paired [{lo:+.1f}, {hi:+.1f}], p {t['p']:.2g})"
         rows.append(cell)
     return rows
-
-
-def paired(eval_dir: Path, a: str, b: str) -> dict[int, dict] | None:
-    """``a`` against ``b`` task by task from their kept completions; None when either has none."""
-    from rl.curve_stats import paired_comparison
-    from rl.eval_job import load_completions
-
-    rows_a, rows_b = load_completions(eval_dir, a), load_completions(eval_dir, b)
-    if rows_a is None or rows_b is None:
-        return None
-    return paired_comparison(rows_a, rows_b)
 
 
 def sampled_traces(run_dir: Path, n: int = 3) -> list[str]:
@@ -76,6 +65,7 @@ def sampled_traces(run_dir: Path, n: int = 3) -> list[str]:
 
 def write_report(cfg, out: Path, state: dict) -> Path:
     """Write ``out/report.md`` (and ``out/rl_training.png``); returns its path."""
+    from rl.eval_job import paired_against
     from rl.run.io import atomic_write_text
     from rl.run.plots import plot_runs
 
@@ -99,7 +89,7 @@ def write_report(cfg, out: Path, state: dict) -> Path:
     for a, b in (("RL", "SFT"), ("RL", "SFT-more"), ("SFT-more", "SFT"), ("SFT", "base")):
         if a in curves and b in curves:
             lines.append(f"- **{a} vs {b}** (points): "
-                         + ", ".join(compare(curves[a], curves[b], paired(out / "eval", a, b))))
+                         + ", ".join(compare(curves[a], curves[b], paired_against(out / "eval", a, b))))
     lines += ["", "Minutes per stage: " + ", ".join(f"{k} {v['minutes']}" for k, v in state.items()), ""]
     if (out / "rl" / "metrics.jsonl").exists():
         plot_runs({"GRPO + curriculum": out / "rl"}, ["reward/mean", "correct/mean", "curriculum/level"],

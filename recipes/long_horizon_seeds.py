@@ -8,9 +8,10 @@ pass@1 and the pooled rate over seeds, successes / (n x seeds), with its Wilson 
 and ``h50`` from the pooled counts. Pooling treats every (seed, task) pair as one trial: the
 interval covers task sampling, not the spread between seeds, which the per-seed columns show.
 The last lines compare RL with its start (SFT) and with the control (SFT-more), flagging
-horizons whose pooled intervals are disjoint, and then task by task over every seed's tasks:
-tasks gained and lost, the paired 95 % interval of the difference and McNemar's exact p
-(``rl.curve_stats.paired_comparison``), far tighter than two overlapping intervals.
+horizons whose pooled intervals are disjoint, and then task by task: per seed, the tasks gained
+and lost with the paired 95 % interval of the difference and McNemar's exact p
+(``rl.curve_stats.paired_comparison``), and over seeds a sign test with the task as the unit
+(every seed is scored on the same held-out tasks, so a task's seeds are not independent pairs).
 
 Writes ``OUT.json`` (per-seed and pooled curves, the task-by-task comparisons) and ``OUT.png`` (pooled curves with intervals).
 """
@@ -57,25 +58,44 @@ def pooled_curves(run_dirs: list[Path]) -> dict[str, dict]:
     return out
 
 
-def pooled_paired(run_dirs: list[Path], a: str, b: str) -> dict[int, dict] | None:
-    """``a`` against ``b`` task by task over every seed's held-out tasks (a task of seed i and the
-    same task of seed j are two pairs); None when some run kept no completions for either."""
-    from rl.curve_stats import paired_comparison
-    from rl.eval_job import load_completions
+def seeds_paired(run_dirs: list[Path], a: str, b: str) -> dict | None:
+    """``a`` against ``b`` task by task: ``{"per_seed": [paired_comparison, ...], "tasks": {h: {"n",
+    "better", "worse", "diff", "p"}}}``; None when some run kept no completions for either.
 
-    rows_a, rows_b = [], []
-    for i, d in enumerate(run_dirs):
-        ra, rb = load_completions(d / "eval", a), load_completions(d / "eval", b)
-        if ra is None or rb is None:
-            return None
-        rows_a += [{**r, "task_id": f"seed{i}:{r['task_id']}"} for r in ra]
-        rows_b += [{**r, "task_id": f"seed{i}:{r['task_id']}"} for r in rb]
-    return paired_comparison(rows_a, rows_b)
+    Every seed is scored on the same held-out tasks (``eval.seed`` is fixed), so one task's pairs
+    from S seeds are not independent draws. The pooled test therefore takes the task as the unit:
+    its net count over seeds (seeds where a solved it minus seeds where b did) makes it better,
+    worse or tied, and ``p`` is the exact sign test (McNemar's) on the better and worse tasks.
+    ``diff`` is the mean of ``p_a - p_b`` over seeds.
+    """
+    from rl.curve_stats import mcnemar_exact_p
+    from rl.eval_job import load_completions, paired_against
+
+    per_seed = [paired_against(d / "eval", a, b) for d in run_dirs]
+    if any(t is None for t in per_seed):
+        return None
+    net: dict[tuple[int, str], int] = {}
+    for d in run_dirs:
+        for label, sign in ((a, 1), (b, -1)):
+            for r in load_completions(d / "eval", label):
+                key = (int(r["horizon"]), str(r["task_id"]))
+                net[key] = net.get(key, 0) + sign * bool(r["solved"])
+    tasks = {}
+    for h in sorted({h for h, _ in net}):
+        nets = [v for (hh, _), v in net.items() if hh == h]
+        better, worse = sum(v > 0 for v in nets), sum(v < 0 for v in nets)
+        tasks[h] = {"n": len(nets), "better": better, "worse": worse,
+                    "diff": sum(nets) / (len(nets) * len(run_dirs)), "p": float(f"{mcnemar_exact_p(better, worse):.4g}")}
+    return {"per_seed": per_seed, "tasks": tasks}
 
 
-def _paired_line(t: dict[int, dict]) -> str:
-    return ", ".join(f"h{h} +{c['gained']}/−{c['lost']} [{100 * c['diff_ci'][0]:+.1f}, {100 * c['diff_ci'][1]:+.1f}]"
-                     f" p {c['p']:.2g}" for h, c in t.items())
+def _paired_lines(t: dict) -> list[str]:
+    lines = [f"  seed {i}, task by task (gained/lost, paired 95 % interval in points, McNemar p): "
+             + ", ".join(f"h{h} +{c['gained']}/-{c['lost']} [{100 * c['diff_ci'][0]:+.1f}, {100 * c['diff_ci'][1]:+.1f}]"
+                         f" p {c['p']:.2g}" for h, c in table.items()) for i, table in enumerate(t["per_seed"])]
+    lines.append("  over seeds, tasks better/worse (sign test on tasks): "
+                 + ", ".join(f"h{h} {c['better']}/{c['worse']} p {c['p']:.2g}" for h, c in t["tasks"].items()))
+    return lines
 
 
 def _delta(a: dict, b: dict) -> str:
@@ -104,8 +124,8 @@ def table(pooled: dict[str, dict], run_dirs: list[Path] | None = None) -> str:
     for a, b in (("RL", "SFT"), ("RL", "SFT-more"), ("SFT-more", "SFT")):
         if a in pooled and b in pooled:
             lines.append(f"\n{a} - {b}, points: {_delta(pooled[a], pooled[b])}")
-            if run_dirs and (t := pooled_paired(run_dirs, a, b)) is not None:
-                lines.append(f"  task by task (gained/lost, paired 95 % interval in points, McNemar p): {_paired_line(t)}")
+            if run_dirs and (t := seeds_paired(run_dirs, a, b)) is not None:
+                lines += _paired_lines(t)
     return "\n".join(lines)
 
 
@@ -124,7 +144,7 @@ def main(argv: list[str]) -> int:
         from rl.evaluate import plot_horizon_curves
 
         args.out.parent.mkdir(parents=True, exist_ok=True)
-        paired = {f"{a} vs {b}": pooled_paired(args.runs, a, b)
+        paired = {f"{a} vs {b}": seeds_paired(args.runs, a, b)
                   for a, b in (("RL", "SFT"), ("RL", "SFT-more"), ("SFT-more", "SFT")) if a in pooled and b in pooled}
         args.out.with_suffix(".json").write_text(json.dumps({"runs": [str(d) for d in args.runs], "pooled": pooled,
                                                              "paired": paired}, indent=1))

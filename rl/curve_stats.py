@@ -109,7 +109,9 @@ def paired_difference_ci(both: int, only_a: int, only_b: int, neither: int,
     margin is empty).
 
     Paired outcomes make this interval much narrower than comparing two independent Wilson
-    intervals: the tasks both models solve or both fail carry no noise about the difference.
+    intervals: the tasks both models solve or both fail carry no noise about the difference. With
+    no discordant task and an empty margin (neither model solves any task, or both solve all),
+    phi is 0 and the interval is one Wilson half-width either side of 0, as in the method.
     Written out because no installed library implements the paired version.
     """
     n = both + only_a + only_b + neither
@@ -138,7 +140,14 @@ def paired_comparison(rows_a: Iterable[Mapping], rows_b: Iterable[Mapping]) -> d
     ``p`` the exact McNemar p-value. Raises ValueError when the two did not score the same tasks.
     """
     def solved_by_task(rows: Iterable[Mapping]) -> dict[tuple[int, str], bool]:
-        return {(int(r["horizon"]), str(r["task_id"])): bool(r["solved"]) for r in rows}
+        out: dict[tuple[int, str], bool] = {}
+        for r in rows:
+            key = (int(r["horizon"]), str(r["task_id"]))
+            if key in out:
+                raise ValueError(f"task {key[1]!r} at horizon {key[0]} appears twice in one model's completions: "
+                                 "a paired comparison needs one greedy result per task")
+            out[key] = bool(r["solved"])
+        return out
 
     a, b = solved_by_task(rows_a), solved_by_task(rows_b)
     if a.keys() != b.keys():
@@ -153,5 +162,5 @@ def paired_comparison(rows_a: Iterable[Mapping], rows_b: Iterable[Mapping]) -> d
         both, only_a, only_b, neither = cells[True, True], cells[True, False], cells[False, True], cells[False, False]
         lo, hi = paired_difference_ci(both, only_a, only_b, neither)
         out[h] = {"n": len(keys), "gained": only_a, "lost": only_b, "diff": (only_a - only_b) / len(keys),
-                  "diff_ci": [round(lo, 4), round(hi, 4)], "p": round(mcnemar_exact_p(only_a, only_b), 5)}
+                  "diff_ci": [round(lo, 4), round(hi, 4)], "p": float(f"{mcnemar_exact_p(only_a, only_b):.4g}")}
     return out

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import re
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -170,6 +171,7 @@ def run_eval_job(cfg: EvalJobConfig, resume: bool = False) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     path = out / "horizon_curve.json"
     doc = load_results(path, job_settings(cfg), "curves", resume)
+    doc.pop("paired", None)  # recomputed below from the targets of this job
     for target in targets:
         if already_scored(doc["curves"].get(target.label), target, cfg):
             continue  # the same model at the same checkpoint, run the same way: scored already
@@ -252,7 +254,8 @@ def _file_name(label: str) -> str:
 
 def paired_against(eval_dir: Path, label: str, base: str) -> dict[int, dict] | None:
     """``rl.curve_stats.paired_comparison`` of target ``label`` against ``base`` from their kept
-    completions; None when either has none or they were scored on different tasks."""
+    completions; None when either has none, or (with a warning on stderr) when they were not scored
+    on the same tasks."""
     from rl.curve_stats import paired_comparison
 
     rows, base_rows = load_completions(eval_dir, label), load_completions(eval_dir, base)
@@ -260,7 +263,8 @@ def paired_against(eval_dir: Path, label: str, base: str) -> dict[int, dict] | N
         return None
     try:
         return paired_comparison(rows, base_rows)
-    except ValueError:
+    except ValueError as e:
+        print(f"horizon eval: {label} vs {base} not compared task by task: {e}", file=sys.stderr)
         return None
 
 

@@ -72,7 +72,6 @@ def test_paired_difference_ci_matches_newcombes_published_example():
     # independent 50 % vs 40 % samples of 100, whose Wilson intervals overlap widely
     lo, hi = paired_difference_ci(40, 10, 0, 50)
     assert 0.0 < lo < 0.1 < hi
-    assert wilson_interval(50, 100)[0] < wilson_interval(40, 100)[1]
     # neither model solves any of 7: phi is 0 (an empty margin), so each end is one Wilson half-width
     upper = wilson_interval(0, 7)[1]
     assert paired_difference_ci(0, 0, 0, 7) == pytest.approx((-upper, upper))
@@ -94,6 +93,11 @@ def test_paired_comparison_counts_tasks_per_horizon_and_rejects_unpaired_files()
                                           "diff_ci": [round(x, 4) for x in paired_difference_ci(1, 0, 0, 3)], "p": 1.0}
     with pytest.raises(ValueError, match="same held-out tasks"):
         paired_comparison(a, b[:-1])
+    with pytest.raises(ValueError, match="appears twice"):
+        paired_comparison(a + a[:1], b + b[:1])
+    # p keeps its significant figures however small: 30 tasks gained, none lost -> 2 / 2^30
+    many = paired_comparison(rows({2: [True] * 30}), rows({2: [False] * 30}))
+    assert many[2]["p"] == pytest.approx(2 / 2 ** 30, rel=1e-3) and many[2]["p"] > 0
 
 
 def test_eval_tasks_are_held_out_and_no_training_stream_draws_them():
@@ -144,3 +148,24 @@ def test_eval_job_names_must_give_distinct_results_files():
     with pytest.raises(ConfigError, match="labels.*named twice"):
         EvalJobConfig(targets=["tiny-random", "runs/x"], labels=["m", "m"])
     assert EvalJobConfig(targets=["runs/a b", "runs/a_b"], labels=["first", "second"]).labels == ["first", "second"]
+
+
+def test_paired_against_reads_kept_completions_and_warns_on_unpaired_targets(tmp_path, capsys):
+    import json
+
+    from rl.eval_job import completions_path, paired_against
+
+    def write(label, solved):
+        path = completions_path(tmp_path, label)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("".join(json.dumps({"horizon": 1, "task_id": f"t{i}", "solved": s}) + "\n"
+                                for i, s in enumerate(solved)))
+
+    write("RL", [True, True, False])
+    write("SFT", [True, False, False])
+    write("other/run", [True, False])
+    assert paired_against(tmp_path, "RL", "SFT")[1] | {"diff_ci": None} == {
+        "n": 3, "gained": 1, "lost": 0, "diff": pytest.approx(1 / 3), "diff_ci": None, "p": 1.0}
+    assert paired_against(tmp_path, "RL", "missing") is None  # never scored: nothing to compare
+    assert paired_against(tmp_path, "RL", "other/run") is None
+    assert "RL vs other/run not compared task by task" in capsys.readouterr().err

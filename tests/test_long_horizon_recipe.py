@@ -144,10 +144,15 @@ def test_seeds_pool_counts_over_runs(tmp_path, capsys):
     assert long_horizon_seeds.main([str(d) for d in runs] + ["--out", str(tmp_path / "pooled")]) == 0
     text = capsys.readouterr().out
     assert "RL - SFT, points: h1 +25, h4 +50 (disjoint)" in text
-    # task by task over both seeds: gained (9 - 8) + (10 - 6) = 5 at h1, (5 - 2) + (7 - 0) = 10 at h4, none lost
-    assert "h1 +5/−0" in text and "h4 +10/−0" in text
+    # task by task, per seed: RL gains 9 - 8 and 10 - 6 tasks at h1, 5 - 2 and 7 - 0 at h4, loses none
+    assert "seed 0, task by task" in text and "h1 +1/-0" in text and "h4 +3/-0" in text
+    assert "h1 +4/-0" in text and "h4 +7/-0" in text
+    # over seeds the task is the unit (both seeds score the same 10 tasks): at h1 tasks 6-9 are better
+    # on some seed and worse on none, at h4 tasks 0-6; sign test p = 2 / 2^4 and 2 / 2^7
+    assert "h1 4/0 p 0.12" in text and "h4 7/0 p 0.016" in text
     paired = json.loads((tmp_path / "pooled.json").read_text())["paired"]["RL vs SFT"]
-    assert paired["4"]["n"] == 20 and paired["4"]["p"] == pytest.approx(2 / 2 ** 10, abs=1e-5)
+    assert paired["tasks"]["4"] == {"n": 10, "better": 7, "worse": 0, "diff": 0.5, "p": 0.01562}
+    assert [t["1"]["gained"] for t in paired["per_seed"]] == [1, 4]
     assert (tmp_path / "pooled.png").stat().st_size > 0
     with pytest.raises(SystemExit):
         long_horizon_seeds.main([str(tmp_path / "missing")])
