@@ -12,7 +12,8 @@ Stages (each skipped on ``--resume`` once done; ``state.json`` records them):
 2. ``distill``: oracle traces (h 1..4) -> SFT of a LoRA (TRL) -> merged student in ``distill/model``.
 3. ``eval_sft``: the student's curve.
 4. ``rl``: GRPO from the student for ``rl_minutes`` of loop time (the preset samples every
-   horizon 1-8; ``rl.curriculum`` moves a window instead).
+   horizon 1-8; ``rl.curriculum`` moves a window instead). With ``anchor_student_traces`` each
+   update also takes the SFT loss on the student's own traces (``rl.anchor``).
 5. ``eval_rl``: the RL checkpoint's curve.
 6. ``control``: more SFT from the student on fresh oracle traces for the same seconds the RL loop
    used (the schedule sized from the first SFT's seconds per step).
@@ -58,6 +59,9 @@ class LongHorizonConfig:
     output_dir: str = "runs/long_horizon"
     seed: int = 0
     rl_minutes: float = 10.0  # GRPO loop time; the control gets the same seconds of SFT
+    # RL also takes the SFT loss on the student's own distillation traces in every update
+    # (rl.anchor.traces set to <output_dir>/distill/traces; rl.anchor.coef etc. still apply)
+    anchor_student_traces: bool = False
     # the precision every target is scored in (the same for all, so the curves compare): bf16
     # would round the SFT and RL weight deltas differently
     eval_dtype: Literal["auto", "float32", "bfloat16"] = "float32"
@@ -70,6 +74,9 @@ class LongHorizonConfig:
         check(self.rl_minutes > 0, "rl_minutes", f"must be > 0, got {self.rl_minutes}")
         unknown = [s for s in self.stages if s not in STAGES]
         check(not unknown, "stages", f"unknown stage(s) {unknown}: choose from {list(STAGES)}")
+        check(not (self.anchor_student_traces and self.rl.anchor.traces), "anchor_student_traces",
+              f"anchors RL on the student's own traces, but rl.anchor.traces is also set ('{self.rl.anchor.traces}'): "
+              "set one of the two")
 
 
 def evaluate(cfg: LongHorizonConfig, out: Path, targets: dict[str, str]) -> dict:
@@ -127,8 +134,11 @@ def run(cfg: LongHorizonConfig, resume: bool) -> Path:
                                         .read_text())["sft"])
     stage("eval_sft", lambda: evaluate(cfg, out, targets())["SFT"]["h50"])
 
+    anchor = cfg.rl.anchor
+    if cfg.anchor_student_traces:
+        anchor = replace(anchor, traces=str((out / "distill" / "traces").resolve()))
     rl_cfg = replace(cfg.rl, model=student, output_dir=str(out / "rl"), seed=cfg.seed,
-                     max_train_s=cfg.rl_minutes * 60)
+                     max_train_s=cfg.rl_minutes * 60, anchor=anchor)
     stage("rl", lambda: str(train(rl_cfg, resume=(out / "rl" / "metrics.jsonl").exists())))
     stage("eval_rl", lambda: evaluate(cfg, out, targets())["RL"]["h50"])
 

@@ -89,8 +89,8 @@ def seeds_paired(run_dirs: list[Path], a: str, b: str) -> dict | None:
     return {"per_seed": per_seed, "tasks": tasks}
 
 
-def _paired_lines(t: dict) -> list[str]:
-    lines = [f"  seed {i}, task by task (gained/lost, paired 95 % interval in points, McNemar p): "
+def _paired_lines(t: dict, run_dirs: list[Path]) -> list[str]:
+    lines = [f"  {run_dirs[i].name}, task by task (gained/lost, paired 95 % interval in points, McNemar p): "
              + ", ".join(f"h{h} +{c['gained']}/-{c['lost']} [{100 * c['diff_ci'][0]:+.1f}, {100 * c['diff_ci'][1]:+.1f}]"
                          f" p {c['p']:.2g}" for h, c in table.items()) for i, table in enumerate(t["per_seed"])]
     lines.append("  over seeds, tasks better/worse (sign test on tasks): "
@@ -125,7 +125,7 @@ def table(pooled: dict[str, dict], run_dirs: list[Path] | None = None) -> str:
         if a in pooled and b in pooled:
             lines.append(f"\n{a} - {b}, points: {_delta(pooled[a], pooled[b])}")
             if run_dirs and (t := seeds_paired(run_dirs, a, b)) is not None:
-                lines += _paired_lines(t)
+                lines += _paired_lines(t, run_dirs)
     return "\n".join(lines)
 
 

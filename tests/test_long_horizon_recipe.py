@@ -21,13 +21,17 @@ def test_long_horizon_recipe_end_to_end_and_resume(tmp_path, capsys):
     import long_horizon
 
     out = tmp_path / "lh"
-    assert long_horizon.main(["--preset", "quick", "--output_dir", str(out), *TINY]) == 0
+    assert long_horizon.main(["--preset", "quick", "--output_dir", str(out), *TINY,
+                              "--anchor_student_traces", "true"]) == 0
     state = json.loads((out / "state.json").read_text())
     assert list(state) == ["eval_base", "distill", "eval_sft", "rl", "eval_rl", "control", "eval_control"]
     assert state["distill"]["value"]["steps"] == 2
     # the control trained for the RL loop's seconds, with a schedule sized from the first SFT's pace
     rl_rows = [json.loads(line) for line in (out / "rl" / "metrics.jsonl").read_text().splitlines()]
     assert len(rl_rows) == 2 and "curriculum/level" in rl_rows[-1]
+    # every RL update also took the SFT loss on the student's own traces
+    assert all(r["anchor/nll"] > 0 for r in rl_rows)
+    assert str((out / "distill" / "traces").resolve()) in (out / "rl" / "config.yaml").read_text()
     assert state["control"]["value"]["budget_s"] == pytest.approx(rl_rows[-1]["time/train_s"])
     curves = json.loads((out / "eval" / "horizon_curve.json").read_text())["curves"]
     assert list(curves) == ["base", "SFT", "RL", "SFT-more"]
@@ -89,6 +93,14 @@ def test_stages_without_eval_base_leave_the_base_model_unscored(tmp_path):
     assert list(curves) == ["SFT"]
 
 
+def test_anchor_on_the_students_traces_and_an_explicit_anchor_are_exclusive(tmp_path, capsys):
+    import long_horizon
+
+    assert long_horizon.main(["--preset", "quick", "--output_dir", str(tmp_path / "lh"), *TINY,
+                              "--anchor_student_traces", "true", "--rl.anchor.traces", str(tmp_path)]) == 2
+    assert "anchor_student_traces" in capsys.readouterr().err and not (tmp_path / "lh").exists()
+
+
 def test_eval_rejects_bad_targets_before_loading(tmp_path, capsys):
     from rl.cli import main
 
@@ -145,7 +157,7 @@ def test_seeds_pool_counts_over_runs(tmp_path, capsys):
     text = capsys.readouterr().out
     assert "RL - SFT, points: h1 +25, h4 +50 (disjoint)" in text
     # task by task, per seed: RL gains 9 - 8 and 10 - 6 tasks at h1, 5 - 2 and 7 - 0 at h4, loses none
-    assert "seed 0, task by task" in text and "h1 +1/-0" in text and "h4 +3/-0" in text
+    assert "s0, task by task" in text and "h1 +1/-0" in text and "h4 +3/-0" in text
     assert "h1 +4/-0" in text and "h4 +7/-0" in text
     # over seeds the task is the unit (both seeds score the same 10 tasks): at h1 tasks 6-9 are better
     # on some seed and worse on none, at h4 tasks 0-6; sign test p = 2 / 2^4 and 2 / 2^7
