@@ -109,9 +109,13 @@ def _delta(a: dict, b: dict) -> str:
     return ", ".join(cells)
 
 
-def table(pooled: dict[str, dict], run_dirs: list[Path] | None = None) -> str:
+COMPARISONS = (("RL", "SFT"), ("RL", "SFT-more"), ("SFT-more", "SFT"))
+
+
+def table(pooled: dict[str, dict], run_dirs: list[Path] | None = None, paired: dict | None = None) -> str:
     """The markdown table: per model, pooled pass@1 [95 %] per horizon (seed values below it),
-    then each comparison in points and, given the ``run_dirs``, task by task over all seeds."""
+    then each comparison in points and, given ``paired`` (``seeds_paired`` per ``"a vs b"``, of
+    the ``run_dirs``), task by task."""
     hs = sorted({h for c in pooled.values() for h in c["pass@1"]})
     lines = ["| model | " + " | ".join(f"h={h}" for h in hs) + " | h50 |", "|---" * (len(hs) + 2) + "|"]
     for model, c in pooled.items():
@@ -121,10 +125,10 @@ def table(pooled: dict[str, dict], run_dirs: list[Path] | None = None) -> str:
             seeds = " / ".join(f"{s[h]:.2f}" for s in c["seeds"])
             cells.append(f"{c['pass@1'][h]:.2f} [{lo:.2f}, {hi:.2f}] ({seeds})")
         lines.append(f"| {model} | " + " | ".join(cells) + f" | {h50_cell(c)} |")
-    for a, b in (("RL", "SFT"), ("RL", "SFT-more"), ("SFT-more", "SFT")):
+    for a, b in COMPARISONS:
         if a in pooled and b in pooled:
             lines.append(f"\n{a} - {b}, points: {_delta(pooled[a], pooled[b])}")
-            if run_dirs and (t := seeds_paired(run_dirs, a, b)) is not None:
+            if run_dirs and paired and (t := paired.get(f"{a} vs {b}")) is not None:
                 lines += _paired_lines(t, run_dirs)
     return "\n".join(lines)
 
@@ -139,13 +143,12 @@ def main(argv: list[str]) -> int:
         p.error(f"no eval/horizon_curve.json in {missing}: run recipes/long_horizon.py there first")
     pooled = pooled_curves(args.runs)
     print(f"{len(args.runs)} runs pooled: {', '.join(map(str, args.runs))}\n")
-    print(table(pooled, args.runs))
+    paired = {f"{a} vs {b}": seeds_paired(args.runs, a, b) for a, b in COMPARISONS if a in pooled and b in pooled}
+    print(table(pooled, args.runs, paired))
     if args.out is not None:
         from rl.evaluate import plot_horizon_curves
 
         args.out.parent.mkdir(parents=True, exist_ok=True)
-        paired = {f"{a} vs {b}": seeds_paired(args.runs, a, b)
-                  for a, b in (("RL", "SFT"), ("RL", "SFT-more"), ("SFT-more", "SFT")) if a in pooled and b in pooled}
         args.out.with_suffix(".json").write_text(json.dumps({"runs": [str(d) for d in args.runs], "pooled": pooled,
                                                              "paired": paired}, indent=1))
         plot_horizon_curves({m: c["pass@1"] for m, c in pooled.items()}, args.out.with_suffix(".png"),
