@@ -14,6 +14,9 @@ stopping early) from an arithmetic one. Kinds, checked line by line against the 
 - ``final_line``: every line right, but no ``#### <value>`` line with the final value;
 - ``none``: nothing wrong.
 
+``step_hazard`` turns first errors into a hazard by position in the chain, per horizon: of the
+completions still right before operation j, the share that go wrong at j.
+
 The problem is read back from the prompt text (``Start with 7. Add 5. Multiply by 3.``), so
 saved completions can be classified without the task stream that made them.
 """
@@ -21,9 +24,12 @@ saved completions can be classified without the task stream that made them.
 from __future__ import annotations
 
 import re
+from collections import Counter
+from typing import Iterable, Mapping
 
 from envs.chain_math import _SYMBOL as _OP_SYMBOL
-from envs.chain_math import _apply
+from envs.chain_math import _apply, step_labels
+from rl.types import Task, split_steps
 
 KINDS = ("stopped_early", "unreadable_line", "lost_value", "skipped_op", "repeated_op", "wrong_op",
          "arithmetic", "extra_lines", "final_line", "none")
@@ -80,3 +86,40 @@ def first_error(prompt: str, completion: str) -> tuple[str, int]:
         return "final_line", len(ops)
     return "none", len(ops)
 
+
+def every_step_right(prompt: str, completion: str) -> bool:
+    """Whether every step of ``completion`` gets chain_math's exact step label (``step_labels``,
+    the labels ``horizon eval``'s all-steps curve uses): True only for a right chain to a right
+    ``#### <value>``. A solved completion for which this is False reached the answer by luck."""
+    value, ops = parse_problem(prompt)
+    values = []
+    for symbol, operand in ops:
+        value = _apply(_SYMBOL_OP[symbol], value, operand)
+        values.append(value)
+    steps = split_steps(completion)
+    task = Task(id="", messages=[], answer=str(value), meta={"values": values})
+    return bool(steps) and steps[-1].startswith("####") and all(step_labels(task, steps))
+
+
+def step_hazard(rows: Iterable[Mapping], horizons: set[int] | None = None) -> dict[int, dict[int, dict]]:
+    """``{horizon: {j: {"at_risk", "failed", "hazard"}}}`` for operation positions j = 1 .. horizon:
+    of the completions at that horizon (solved or not) whose lines 1 .. j - 1 are right, how many
+    have their first error at line j (``first_error``'s line; an error after the last operation,
+    ``extra_lines`` or ``final_line``, is not a step's). Kept per horizon, not pooled: op 3 of an
+    8-step problem can fail far more often than op 3 of a 4-step one."""
+    at_risk: Counter[tuple[int, int]] = Counter()
+    failed: Counter[tuple[int, int]] = Counter()
+    for row in rows:
+        h = int(row["horizon"])
+        if horizons and h not in horizons:
+            continue
+        kind, line = first_error(row["prompt"], row["completion"])
+        wrong_step = kind not in ("none", "extra_lines", "final_line")
+        for j in range(1, line + (2 if wrong_step else 1)):  # without a wrong step, line = the op count
+            at_risk[h, j] += 1
+        if wrong_step:
+            failed[h, line + 1] += 1
+    out: dict[int, dict[int, dict]] = {}
+    for (h, j), n in sorted(at_risk.items()):
+        out.setdefault(h, {})[j] = {"at_risk": n, "failed": failed[h, j], "hazard": failed[h, j] / n}
+    return out

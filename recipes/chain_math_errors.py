@@ -1,13 +1,19 @@
 """How chain_math completions fail: the first error of every unsolved greedy completion, by horizon.
 
     python recipes/chain_math_errors.py runs/lh_s0/eval [more eval dirs or completions/*.jsonl]
-        [--horizons 4,6,8] [--json out.json]
+        [--horizons 4,6,8] [--json out.json]   # {label: {"first_errors": {h: ...}, "hazard": {h: {j: ...}}}}
 
 Reads the ``completions/<label>.jsonl`` files that ``horizon eval`` (and the recipes' eval
 stages) write beside ``horizon_curve.json``, classifies each unsolved completion with
 ``envs.chain_math_errors.first_error`` and prints, per model and horizon, how many failed and
 the share of each kind: a horizon failure (``skipped_op``, ``stopped_early``, ``lost_value``)
 reads differently from an arithmetic one.
+
+It also prints each model's **step hazard** per horizon: for operation j, the share of
+completions whose first j - 1 lines are right that go wrong at line j. If every step failed
+independently at one rate (the ``p ** h`` picture of a chain), each row would be flat and the
+same at every horizon; a row that rises with j, or an op j that fails more often in a longer
+problem, says the chain itself is what breaks.
 """
 
 from __future__ import annotations
@@ -32,21 +38,25 @@ def completion_files(paths: list[str]) -> dict[str, Path]:
             raise SystemExit(f"error: {p}: no completions found (an eval dir with completions/*.jsonl, "
                              "or such a file); run horizon eval first")
         for f in files:
-            found[f"{p.name}/{f.stem}" if p.is_dir() else f.stem] = f
+            # the dir as given: eval dirs are all called "eval", so their names alone would collide
+            found[f"{p}/{f.stem}" if p.is_dir() else str(p)] = f
     return found
 
 
 def tally(rows: list[dict], horizons: set[int] | None = None) -> dict[int, dict]:
-    """``{horizon: {"n", "failed", "kinds": {kind: count}}}`` over unsolved completions."""
-    from envs.chain_math_errors import first_error
+    """``{horizon: {"n", "failed", "kinds": {kind: count}, "lucky"}}``: the first errors of the unsolved
+    completions, and ``lucky``, how many solved ones got there through a wrong step."""
+    from envs.chain_math_errors import every_step_right, first_error
 
     out: dict[int, dict] = {}
     for row in rows:
         h = int(row["horizon"])
         if horizons and h not in horizons:
             continue
-        cell = out.setdefault(h, {"n": 0, "failed": 0, "kinds": Counter()})
+        cell = out.setdefault(h, {"n": 0, "failed": 0, "kinds": Counter(), "lucky": 0})
         cell["n"] += 1
+        if row["solved"] and not every_step_right(row["prompt"], row["completion"]):
+            cell["lucky"] += 1
         if not row["solved"]:
             cell["failed"] += 1
             cell["kinds"][first_error(row["prompt"], row["completion"])[0]] += 1
@@ -60,14 +70,21 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--json", default="", help="also write the tally here")
     args = parser.parse_args(argv)
     horizons = {int(h) for h in args.horizons.split(",") if h.strip()} or None
+    from envs.chain_math_errors import step_hazard
+
     result = {}
     for label, path in completion_files(args.paths).items():
         rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-        result[label] = tally(rows, horizons)
+        result[label] = {"first_errors": tally(rows, horizons), "hazard": step_hazard(rows, horizons)}
         print(f"\n{label}")
-        for h, cell in result[label].items():
+        for h, cell in result[label]["first_errors"].items():
             shares = ", ".join(f"{k} {v / max(1, cell['failed']):.0%}" for k, v in cell["kinds"].items())
-            print(f"  h={h}: {cell['failed']}/{cell['n']} failed  ({shares})")
+            solved = cell["n"] - cell["failed"]
+            print(f"  h={h}: {cell['failed']}/{cell['n']} failed  ({shares}); of {solved} solved, "
+                  f"{cell['lucky']} through a wrong step")
+        print("  step hazard, first error at operation j given j - 1 right (completions at risk):")
+        for h, ops in result[label]["hazard"].items():
+            print(f"  h={h}: " + ", ".join(f"{j}: {c['hazard']:.2f} ({c['at_risk']})" for j, c in ops.items()))
     if args.json:
         from rl.run.io import atomic_write_text
 

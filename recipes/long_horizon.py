@@ -40,7 +40,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "recipes"))  # the report helper beside this file
 
-from rl.config import EvalConfig, check  # noqa: E402
+from rl.config import EnvConfig, EvalConfig, check  # noqa: E402
 from rl.run.stages import Stages  # noqa: E402
 from rl.distill.config import DistillConfig  # noqa: E402
 from rl.trainer.config import TrainConfig  # noqa: E402
@@ -66,6 +66,10 @@ class LongHorizonConfig:
     # would round the SFT and RL weight deltas differently
     eval_dtype: Literal["auto", "float32", "bfloat16"] = "float32"
     stages: list[str] = field(default_factory=lambda: list(STAGES))
+    # the env whose held-out tasks every eval scores; None: rl.env. Set it (the preset does) so that
+    # an RL run sampling other horizons (--rl.env.min_horizon 5) is scored on the same tasks as the
+    # student, in the same eval JSON, instead of re-scoring every target on a new env
+    eval_env: EnvConfig | None = None
     eval: EvalConfig = field(default_factory=EvalConfig)
     distill: DistillConfig = field(default_factory=DistillConfig)
     rl: TrainConfig = field(default_factory=TrainConfig)
@@ -84,8 +88,9 @@ def evaluate(cfg: LongHorizonConfig, out: Path, targets: dict[str, str]) -> dict
     from rl.eval_job import EvalJobConfig, run_eval_job
 
     job = EvalJobConfig(targets=list(targets.values()), labels=list(targets), output_dir=str(out / "eval"),
-                        dtype=cfg.eval_dtype, env=cfg.rl.env, eval=cfg.eval,
-                        reward=replace(cfg.rl.reward, prm=None))  # no PRM in evals
+                        dtype=cfg.eval_dtype, env=cfg.eval_env or cfg.rl.env, eval=cfg.eval,
+                        # no PRM in evals; pass@1 reads answers (the all-steps curve is reported beside it)
+                        reward=replace(cfg.rl.reward, prm=None, outcome="answer"))
     run_eval_job(job, resume=True)
     return json.loads((out / "eval" / "horizon_curve.json").read_text())["curves"]
 

@@ -1,5 +1,6 @@
 """``report.md`` of a ``long_horizon`` run: the horizon-curve table with 95 % intervals, RL against
-its start and against the SFT-more control, training plots and sampled traces with step labels."""
+its start and against the SFT-more control, each model's step hazard (chain_math), training plots
+and sampled traces with step labels."""
 
 from __future__ import annotations
 
@@ -63,6 +64,31 @@ def sampled_traces(run_dir: Path, n: int = 3) -> list[str]:
     return picked
 
 
+def hazard_table(eval_dir: Path, labels: list[str]) -> list[str]:
+    """Markdown lines: chain_math's step hazard (``envs.chain_math_errors.step_hazard``) of each
+    model's held-out greedy completions, one table per horizon of 2 or more steps, a row per model."""
+    from envs.chain_math_errors import step_hazard
+    from rl.eval_job import load_completions
+
+    hazards = {label: step_hazard(rows) for label in labels if (rows := load_completions(eval_dir, label))}
+    horizons = sorted({h for by_h in hazards.values() for h in by_h if h >= 2})
+    if not horizons:
+        return []
+    lines = ["## Where the chains break: step hazard", "",
+             "Of the held-out completions still right before operation j (at risk in brackets), the share "
+             "whose first error is at j. Independent errors at one rate per step would give flat rows, the "
+             "same at every horizon; a rising row, or an op that fails more often in a longer problem, is the "
+             "chain breaking.", ""]
+    for h in horizons:
+        lines += [f"| h={h} | " + " | ".join(f"op {j}" for j in range(1, h + 1)) + " |", "|---|" + "---|" * h]
+        for label, by_h in hazards.items():
+            ops = by_h.get(h, {})
+            cells = [f"{ops[j]['hazard']:.2f} ({ops[j]['at_risk']})" if j in ops else "" for j in range(1, h + 1)]
+            lines.append(f"| {label} | " + " | ".join(cells) + " |")
+        lines.append("")
+    return lines
+
+
 def write_report(cfg, out: Path, state: dict) -> Path:
     """Write ``out/report.md`` (and ``out/rl_training.png``); returns its path."""
     from rl.eval_job import paired_against
@@ -86,11 +112,25 @@ def write_report(cfg, out: Path, state: dict) -> Path:
         c = curves[label]
         lines.append(f"| {label} | " + " | ".join(_cell(c, h) for h in horizons) + f" | {_h50(c)} |")
     lines.append("")
+    chains = [k for k in present if "pass@1_all_steps" in curves[k]]
+    if chains:  # the env labels steps exactly: right answers reached through a wrong step left out
+        lines += ["The same greedy completions, counting only those whose every step is right (a right final "
+                  "answer after a wrong step, e.g. two slips that cancel, is left out):", "",
+                  "| model, every step right | " + " | ".join(f"h={h}" for h in horizons) + " |",
+                  "|---|" + "---|" * len(horizons)]
+        for label in chains:
+            c = curves[label]
+            cells = [_cell({"pass@1": c["pass@1_all_steps"], "pass@1_ci": c["pass@1_all_steps_ci"]}, h)
+                     if h in c["pass@1_all_steps"] else "" for h in horizons]
+            lines.append(f"| {label} | " + " | ".join(cells) + " |")
+        lines.append("")
     for a, b in (("RL", "SFT"), ("RL", "SFT-more"), ("SFT-more", "SFT"), ("SFT", "base")):
         if a in curves and b in curves:
             lines.append(f"- **{a} vs {b}** (points): "
                          + ", ".join(compare(curves[a], curves[b], paired_against(out / "eval", a, b))))
     lines += ["", "Minutes per stage: " + ", ".join(f"{k} {v['minutes']}" for k, v in state.items()), ""]
+    if (cfg.eval_env or cfg.rl.env).name == "chain_math":
+        lines += hazard_table(out / "eval", present)
     if (out / "rl" / "metrics.jsonl").exists():
         plot_runs({"GRPO + curriculum": out / "rl"}, ["reward/mean", "correct/mean", "curriculum/level"],
                   out / "rl_training.png", title="RL from the distilled student")

@@ -20,12 +20,23 @@ Term = Callable[[Episode], float]
 
 @dataclass
 class RewardFunction:
-    """``reward = outcome_weight * outcome.score + sum(weight_i * term_i(episode))``."""
+    """``reward = outcome_weight * outcome.score + sum(weight_i * term_i(episode))``.
+
+    With ``outcome_needs_all_steps`` (``reward.outcome: all_steps``; needs ``step_labeler``) the
+    outcome term is the verifier's score only when every step is labelled right: a right answer
+    reached through a wrong step scores 0 there (``episode.outcome`` keeps the verifier's verdict,
+    so ``correct/*`` still reads answers).
+    """
 
     verifier: Verifier
     outcome_weight: float = 1.0
     terms: dict[str, tuple[float, Term]] = field(default_factory=dict)
     step_labeler: Callable[[Task, list[str]], list[bool]] | None = None
+    outcome_needs_all_steps: bool = False
+
+    def __post_init__(self) -> None:
+        if self.outcome_needs_all_steps and self.step_labeler is None:
+            raise ValueError("outcome_needs_all_steps needs a step_labeler (an env with exact step labels)")
 
     def __call__(self, episode: Episode, outcome: Outcome | None = None) -> None:
         """Score ``episode`` in place (reward, reward_terms, outcome, step_labels, errors);
@@ -46,6 +57,8 @@ class RewardFunction:
                 labels = self.step_labeler(episode.task, given + [s.text for s in episode.steps])
                 episode.step_labels = labels[len(given):]
             values = {"outcome": float(outcome.score)}
+            if self.outcome_needs_all_steps and not (episode.step_labels and all(episode.step_labels)):
+                values["outcome"] = 0.0  # no credit for a right answer through a wrong step
             total = self.outcome_weight * values["outcome"]
             for name, (weight, term) in self.terms.items():
                 values[name] = float(term(episode))

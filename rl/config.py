@@ -223,6 +223,10 @@ class RewardConfig:
     """Weighted reward terms. Every term is computed and logged, even at weight 0."""
 
     outcome_weight: float = 1.0
+    # what the outcome term pays for: "answer" (the verifier's verdict on the final answer) or
+    # "all_steps" (the same, only when every step is labelled right by the env's exact labels, e.g.
+    # chain_math: a right answer through a wrong step, two slips that cancel, scores 0)
+    outcome: Literal["answer", "all_steps"] = "answer"
     format_weight: float = 0.1
     # wall-clock limit per verifier call, run in a worker process; 0 = call it in-process
     verifier_timeout_s: float = 10.0
@@ -239,6 +243,8 @@ class RewardConfig:
     def __post_init__(self) -> None:
         check(0 <= self.process_weight <= 1, "reward.process_weight",
               f"must be in [0, 1], got {self.process_weight}")
+        check(self.outcome in ("answer", "all_steps"), "reward.outcome",
+              f"{self.outcome!r} is not one of ['answer', 'all_steps']")
         check(self.process_credit in ("to_go", "first_error"), "reward.process_credit",
               f"{self.process_credit!r} is not one of ['to_go', 'first_error']")
         check(self.verifier_timeout_s >= 0, "reward.verifier_timeout_s",

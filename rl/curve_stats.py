@@ -131,13 +131,15 @@ def paired_difference_ci(both: int, only_a: int, only_b: int, neither: int,
     return max(-1.0, low), min(1.0, high)
 
 
-def paired_comparison(rows_a: Iterable[Mapping], rows_b: Iterable[Mapping]) -> dict[int, dict]:
-    """Model a against model b, task by task, per horizon, from their greedy completions (the
+def paired_comparison(rows: Iterable[Mapping], *, baseline: Iterable[Mapping]) -> dict[int, dict]:
+    """A model against a ``baseline``, task by task, per horizon, from their greedy completions (the
     ``eval/completions/*.jsonl`` rows: ``horizon``, ``task_id``, ``solved``).
 
     Returns ``{horizon: {"n", "gained", "lost", "diff", "diff_ci", "p"}}``: ``gained`` counts tasks
-    a solves and b does not, ``diff`` is ``p_a - p_b``, ``diff_ci`` Newcombe's paired interval and
-    ``p`` the exact McNemar p-value. Raises ValueError when the two did not score the same tasks.
+    the model solves and the baseline does not, ``diff`` is ``p_model - p_baseline``, ``diff_ci``
+    Newcombe's paired interval and ``p`` the exact McNemar p-value. ``baseline`` is keyword-only, so
+    which side is which is named at the call. Raises ValueError when the two did not score the
+    same tasks.
     """
     def solved_by_task(rows: Iterable[Mapping]) -> dict[tuple[int, str], bool]:
         out: dict[tuple[int, str], bool] = {}
@@ -149,7 +151,7 @@ def paired_comparison(rows_a: Iterable[Mapping], rows_b: Iterable[Mapping]) -> d
             out[key] = bool(r["solved"])
         return out
 
-    a, b = solved_by_task(rows_a), solved_by_task(rows_b)
+    a, b = solved_by_task(rows), solved_by_task(baseline)
     if a.keys() != b.keys():
         only = sorted(a.keys() ^ b.keys())[:3]
         raise ValueError(f"a paired comparison needs both models scored on the same held-out tasks; "

@@ -262,7 +262,7 @@ def paired_against(eval_dir: Path, label: str, base: str) -> dict[int, dict] | N
     if rows is None or base_rows is None:
         return None
     try:
-        return paired_comparison(rows, base_rows)
+        return paired_comparison(rows, baseline=base_rows)
     except ValueError as e:
         print(f"horizon eval: {label} vs {base} not compared task by task: {e}", file=sys.stderr)
         return None
@@ -278,9 +278,13 @@ def format_paired(name: str, table: dict[int, dict]) -> str:
 
 
 def format_curve(label: str, result: dict[str, Any]) -> str:
-    """One readable line per target: pass@1 per horizon with intervals, and h50."""
+    """One readable line per target: pass@1 per horizon with intervals, and h50 (and a second line,
+    pass@1 counting only chains right at every step, where the env labels steps)."""
     cells = "  ".join(f"h{h} {p:.2f} [{lo:.2f},{hi:.2f}]" for (h, p), (lo, hi)
                       in zip(result["pass@1"].items(), result["pass@1_ci"].values()))
     lo, hi = result["h50_ci"]
     h50 = "none" if result["h50"] is None else f"{result['h50']:.2f}"
-    return f"{label}: {cells}  h50 {h50} [{lo}, {hi}{'+' if result['h50_censored'] else ''}]"
+    line = f"{label}: {cells}  h50 {h50} [{lo}, {hi}{'+' if result['h50_censored'] else ''}]"
+    if "pass@1_all_steps" in result:  # an env with exact step labels: the chains that are right throughout
+        line += "\n  every step right: " + "  ".join(f"h{h} {p:.2f}" for h, p in result["pass@1_all_steps"].items())
+    return line

@@ -58,6 +58,15 @@ def solved(episode) -> bool:
     return episode.outcome is not None and bool(episode.outcome.correct) and not episode.has_error()
 
 
+def all_steps_right(episode) -> bool:
+    """Whether ``episode`` is solved with every step labelled right by the env's exact labeler
+    (chain_math: line i holds the value after operation i, the last line the answer); False when
+    it has no labels. A right answer reached through a wrong step (two slips that cancel, a
+    skipped ``+3`` beside a ``-3``) is solved but not this: at long horizons, where few chains are
+    right, such lucky answers can be most of pass@1."""
+    return solved(episode) and bool(episode.step_labels) and all(episode.step_labels)
+
+
 def evaluate_policy(policy, env: EnvConfig, cfg: EvalConfig, reward: RewardConfig, engine=None,
                     progress: str | None = None, keep_completions: bool = False) -> dict[str, Any]:
     """The horizon curve of ``policy`` on held-out tasks.
@@ -66,12 +75,16 @@ def evaluate_policy(policy, env: EnvConfig, cfg: EvalConfig, reward: RewardConfi
     "h50", "h50_ci": [lo, hi], "h50_censored", "verifier_errors", "engine", "time_s",
     "examples": {h: {prompt, completion, answer}}}``; with ``cfg.samples = n > 0`` also
     ``"pass@k": {k: {h: rate}}`` and ``"pass@k_ci"`` (unbiased estimator over n samples at
-    ``cfg.temperature``, k in ``cfg.k`` up to n). pass@1 is greedy. Episodes whose verifier
+    ``cfg.temperature``, k in ``cfg.k`` up to n). pass@1 is greedy. Where the env labels steps
+    exactly, also ``"pass@1_all_steps"``, ``"pass@1_all_steps_ci"``, ``"h50_all_steps"`` and
+    ``"h50_all_steps_ci"``: the same greedy curve counting only completions whose every step is
+    right (``all_steps_right``). Episodes whose verifier
     failed count as not solved and are reported in ``verifier_errors`` (never silently).
     ``engine``: reuse an open engine; otherwise one is built from ``cfg.engine`` and closed.
     ``progress``: a label for a progress bar over the generations (with an ETA); None: no bar.
     ``keep_completions``: also return ``"completions"``, one record per greedy generation
-    (horizon, task_id, prompt, completion, answer, solved), for reading what the model got wrong.
+    (horizon, task_id, prompt, completion, answer, solved, all_steps_right), for reading what the
+    model got wrong.
     """
     from rl.build import build_engine, build_reward, build_runner, build_task_source
     from rl.rollout.base import SamplingParams
@@ -96,6 +109,7 @@ def evaluate_policy(policy, env: EnvConfig, cfg: EvalConfig, reward: RewardConfi
         result.update({"samples": cfg.samples, "temperature": cfg.temperature,
                        "pass@k": {k: {} for k in ks}, "pass@k_ci": {k: {} for k in ks}})
     counts: dict[int, tuple[int, int]] = {}
+    steps_counts: dict[int, tuple[int, int]] = {}  # the all-steps-right curve, where the env labels steps
 
     def score(episodes) -> int:
         """Score ``episodes`` in place, count verifier failures; returns how many were solved."""
@@ -103,6 +117,7 @@ def evaluate_policy(policy, env: EnvConfig, cfg: EvalConfig, reward: RewardConfi
         result["verifier_errors"] += sum(e.has_error("verifier") for e in episodes)
         return sum(solved(e) for e in episodes)
 
+    labelled = reward_fn.step_labeler is not None  # the env labels steps exactly (chain_math)
     by_horizon = eval_tasks(env, cfg)
     # a generation's cost grows with the horizon (one line per step): weigh each task by h
     work = {h: len(tasks) * max(1, h if isinstance(h, int) else 1) for h, tasks in by_horizon.items()}
@@ -117,13 +132,20 @@ def evaluate_policy(policy, env: EnvConfig, cfg: EvalConfig, reward: RewardConfi
                 result["n_per_horizon"][h] = len(episodes)
                 result["pass@1"][h] = n_solved / len(episodes)
                 result["pass@1_ci"][h] = [round(x, 4) for x in wilson_interval(n_solved, len(episodes))]
+                chains = [all_steps_right(e) if labelled else None for e in episodes]
+                if labelled:
+                    steps_counts[h] = (sum(chains), len(episodes))
+                    result.setdefault("pass@1_all_steps", {})[h] = sum(chains) / len(episodes)
+                    result.setdefault("pass@1_all_steps_ci", {})[h] = [
+                        round(x, 4) for x in wilson_interval(sum(chains), len(episodes))]
                 result["examples"][h] = {"prompt": tasks[0].messages[-1]["content"],
                                          "completion": episodes[0].final_text, "answer": tasks[0].answer}
                 if keep_completions:
                     result["completions"] += [{"horizon": h, "task_id": e.task.id,
                                                "prompt": e.task.messages[-1]["content"],
                                                "completion": e.final_text, "answer": e.task.answer,
-                                               "solved": solved(e)} for e in episodes]
+                                               "solved": solved(e), "all_steps_right": right}
+                                              for e, right in zip(episodes, chains)]
                 if ks:
                     groups = runner.run(tasks, cfg.samples, sampled.with_seed(cfg.seed + h))
                     bar.advance(work[h] * cfg.samples, f"h={h} sampled")
@@ -139,6 +161,9 @@ def evaluate_policy(policy, env: EnvConfig, cfg: EvalConfig, reward: RewardConfi
                 engine.close()
     summary = h50_summary(counts)
     result.update(h50=summary["h50"], h50_ci=[summary["low"], summary["high"]], h50_censored=summary["censored"])
+    if steps_counts:
+        summary = h50_summary(steps_counts)
+        result.update(h50_all_steps=summary["h50"], h50_all_steps_ci=[summary["low"], summary["high"]])
     result["time_s"] = time.perf_counter() - t0
     return result
 

@@ -32,6 +32,7 @@ def test_yaml_plus_overrides(tmp_path):
     (["--optim.adam_betas", "[0.9]"], "'optim.adam_betas': expected 2 values"),
     (["--optim.adam_betas", "[0.9, 1.0]"], "'optim.adam_betas': give two numbers in"),
     (["--optim.momentum", "1.0"], "'optim.momentum': must be in"),
+    (["--env.name", "reasoning_gym", "--reward.outcome", "all_steps"], "'reward.outcome': 'all_steps' needs exact step labels"),
 ])
 def test_bad_input_names_the_key(override, message):
     with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace("'", ".")):

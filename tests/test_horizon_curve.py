@@ -85,18 +85,18 @@ def test_paired_comparison_counts_tasks_per_horizon_and_rejects_unpaired_files()
 
     a = rows({1: [True, True, True, False], 4: [True, False, False, False]})
     b = rows({1: [True, False, False, True], 4: [False, False, False, False]})
-    out = paired_comparison(a, b)
+    out = paired_comparison(a, baseline=b)
     assert out[1]["n"] == 4 and out[1]["gained"] == 2 and out[1]["lost"] == 1 and out[1]["diff"] == pytest.approx(0.25)
     assert out[1]["p"] == 1.0 and out[4]["gained"] == 1 and out[4]["lost"] == 0
     assert out[1]["diff_ci"] == [round(x, 4) for x in paired_difference_ci(1, 2, 1, 0)]
-    assert paired_comparison(a, a)[4] == {"n": 4, "gained": 0, "lost": 0, "diff": 0.0,
+    assert paired_comparison(a, baseline=a)[4] == {"n": 4, "gained": 0, "lost": 0, "diff": 0.0,
                                           "diff_ci": [round(x, 4) for x in paired_difference_ci(1, 0, 0, 3)], "p": 1.0}
     with pytest.raises(ValueError, match="same held-out tasks"):
-        paired_comparison(a, b[:-1])
+        paired_comparison(a, baseline=b[:-1])
     with pytest.raises(ValueError, match="appears twice"):
-        paired_comparison(a + a[:1], b + b[:1])
+        paired_comparison(a + a[:1], baseline=b + b[:1])
     # p keeps its significant figures however small: 30 tasks gained, none lost -> 2 / 2^30
-    many = paired_comparison(rows({2: [True] * 30}), rows({2: [False] * 30}))
+    many = paired_comparison(rows({2: [True] * 30}), baseline=rows({2: [False] * 30}))
     assert many[2]["p"] == pytest.approx(2 / 2 ** 30, rel=1e-3) and many[2]["p"] > 0
 
 
@@ -169,3 +169,64 @@ def test_paired_against_reads_kept_completions_and_warns_on_unpaired_targets(tmp
     assert paired_against(tmp_path, "RL", "missing") is None  # never scored: nothing to compare
     assert paired_against(tmp_path, "RL", "other/run") is None
     assert "RL vs other/run not compared task by task" in capsys.readouterr().err
+
+
+class _ChainScript:
+    """A scripted engine for chain_math eval tasks: for the i-th task of a horizon it writes the
+    oracle solution, a lucky one (first line wrong, final answer right) or a wrong answer, as
+    ``plan[h][i]`` says."""
+
+    name = "scripted"
+
+    def __init__(self, tokenizer, by_horizon, plan):
+        from rl.rollout.chat import render_prompt
+
+        self.tokenizer, self.text = tokenizer, {}
+        for h, tasks in by_horizon.items():
+            for task, kind in zip(tasks, plan[h]):
+                self.text[tuple(render_prompt(tokenizer, task.messages))] = self.write(task, kind)
+
+    @staticmethod
+    def write(task, kind):
+        from envs.chain_math import oracle_solution
+
+        lines = oracle_solution(task).splitlines()
+        if kind == "lucky":
+            first = lines[0].rsplit("= ", 1)
+            lines[0] = f"{first[0]}= {int(first[1]) + 1}"
+        if kind == "wrong":
+            lines[-1] = f"#### {int(task.answer) + 1}"
+        return "\n".join(lines)
+
+    def generate(self, prompts, params, n=1):
+        from rl.types import Completion
+
+        out = []
+        for p in prompts:
+            text = self.text[tuple(p)]
+            ids = self.tokenizer(text, add_special_tokens=False)["input_ids"]
+            out.append([Completion(ids, [0.0] * len(ids), text, "stop")] * n)
+        return out
+
+    def close(self):
+        pass
+
+
+def test_all_steps_curve_leaves_out_right_answers_reached_through_a_wrong_step(tokenizer):
+    from types import SimpleNamespace
+
+    from rl.config import RewardConfig
+    from rl.evaluate import evaluate_policy
+
+    env, cfg = EnvConfig(), EvalConfig(horizons=[2, 3], tasks_per_horizon=3, engine="hf", max_new_tokens=64)
+    plan = {2: ["right", "lucky", "wrong"], 3: ["right", "right", "lucky"]}
+    engine = _ChainScript(tokenizer, eval_tasks(env, cfg), plan)
+    result = evaluate_policy(SimpleNamespace(tokenizer=tokenizer), env, cfg, RewardConfig(verifier_timeout_s=0),
+                             engine=engine, keep_completions=True)
+    assert result["pass@1"] == {2: pytest.approx(2 / 3), 3: 1.0}  # the verifier reads the final answer
+    assert result["pass@1_all_steps"] == {2: pytest.approx(1 / 3), 3: pytest.approx(2 / 3)}
+    assert result["pass@1_all_steps_ci"][3] == [round(x, 4) for x in wilson_interval(2, 3)]
+    assert [r["all_steps_right"] for r in result["completions"]] == [True, False, False, True, True, False]
+    assert [r["solved"] for r in result["completions"]] == [True, True, False, True, True, True]
+    # pass@1 never falls below 50 % (h50 = the longest horizon, 3); the all-steps curve starts below it
+    assert result["h50"] == 3.0 and result["h50_all_steps"] is None

@@ -42,6 +42,8 @@ def test_long_horizon_recipe_end_to_end_and_resume(tmp_path, capsys):
     report = (out / "report.md").read_text()
     assert "| RL |" in report and "RL vs SFT" in report and (out / "rl_training.png").stat().st_size > 0
     assert report.count("tasks, paired [") >= 4  # every comparison pairs the two models' completions
+    assert "step hazard" in report and "| SFT-more | " in report.split("step hazard")[1]  # per model
+    assert "| model, every step right |" in report and all("pass@1_all_steps" in c for c in curves.values())
     assert (out / "eval" / "horizon_curve.png").stat().st_size > 0
 
     # a second run resumes: nothing is redone, and a run without --resume refuses the directory
@@ -122,6 +124,33 @@ def test_every_preset_loads_and_rl_sees_the_distilled_task():
         task = {k: v for k, v in to_dict(cfg.distill.env).items() if k not in drop}
         assert task == {k: v for k, v in to_dict(cfg.rl.env).items() if k not in drop}, name
         assert to_dict(cfg.distill.env)["max_horizon"] < to_dict(cfg.rl.env)["max_horizon"], name
+        if cfg.eval_env is not None:  # the evals score the RL env's task
+            assert to_dict(cfg.eval_env) == to_dict(cfg.rl.env), name
+
+
+def test_evals_score_eval_env_whatever_horizons_rl_samples(tmp_path, monkeypatch):
+    """With ``eval_env`` set, an RL run on other horizons is scored on the same env (so the shared eval
+    JSON keeps the student's curve); without it the evals follow ``rl.env``."""
+    import long_horizon
+    import rl.eval_job
+    from rl.config import load_config
+
+    seen = []
+
+    def fake_job(job, resume):
+        seen.append(job.env.to_raw())
+        (tmp_path / "eval").mkdir(exist_ok=True)
+        (tmp_path / "eval" / "horizon_curve.json").write_text('{"curves": {}}')
+
+    monkeypatch.setattr(rl.eval_job, "run_eval_job", fake_job)
+    probe = ["--rl.env.min_horizon", "5", "--rl.env.max_horizon", "6"]
+    cfg = load_config(long_horizon.LongHorizonConfig, long_horizon.PRESETS["full"], probe)
+    long_horizon.evaluate(cfg, tmp_path, {"SFT": "x"})
+    assert (seen[-1]["min_horizon"], seen[-1]["max_horizon"]) == (1, 8)
+    assert seen[-1] == cfg.eval_env.to_raw() != cfg.rl.env.to_raw()
+    cfg = load_config(long_horizon.LongHorizonConfig, long_horizon.PRESETS["quick"], ["--rl.env.max_horizon", "9"])
+    long_horizon.evaluate(cfg, tmp_path, {"SFT": "x"})
+    assert cfg.eval_env is None and seen[-1] == cfg.rl.env.to_raw()
 
 
 def test_seeds_pool_counts_over_runs(tmp_path, capsys):

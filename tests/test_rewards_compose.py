@@ -90,3 +90,39 @@ def test_score_many_falls_back_to_one_by_one_when_the_batch_call_fails():
     RewardFunction(verifier, 1.0).score_many(episodes)
     assert verifier.singles == 2
     assert [e.reward for e in episodes] == [1.0, 0.0]
+
+
+def test_all_steps_outcome_pays_only_for_a_right_chain():
+    """``reward.outcome: all_steps``: a right answer through a wrong step scores 0 on the outcome
+    term (the verifier's verdict is kept on the episode); a right chain scores as before."""
+    import pytest
+
+    from envs.chain_math import ChainMathConfig, ChainMathSource, oracle_solution, step_labels
+    from rl.build import build_reward
+    from rl.config import EnvConfig, RewardConfig
+    from rl.errors import ConfigError
+    from rl.types import Step
+
+    task = ChainMathSource(ChainMathConfig(min_horizon=3, max_horizon=3), seed=0).task_at(0)
+    right = oracle_solution(task).splitlines()
+    first = right[0].rsplit("= ", 1)
+    lucky = [f"{first[0]}= {int(first[1]) + 1}", *right[1:]]  # line 1 wrong, the rest (and the answer) right
+
+    def episode(lines):
+        steps = [Step(line, i, i + 1) for i, line in enumerate(lines)]
+        text = "\n".join(lines)
+        return Episode(task, 0, [Turn([1], Completion([5] * len(lines), [-1.0] * len(lines), text, "stop"), steps)])
+
+    plain = RewardFunction(MathVerifier(), 1.0, step_labeler=step_labels)
+    strict = RewardFunction(MathVerifier(), 1.0, step_labeler=step_labels, outcome_needs_all_steps=True)
+    for fn, lucky_outcome in ((plain, 1.0), (strict, 0.0)):
+        ok, luck = episode(right), episode(lucky)
+        fn(ok)
+        fn(luck)
+        assert ok.reward_terms["outcome"] == 1.0 and luck.reward_terms["outcome"] == lucky_outcome
+        assert luck.outcome.correct and luck.step_labels[0] is False
+    assert build_reward(EnvConfig(), RewardConfig(outcome="all_steps", verifier_timeout_s=0)).outcome_needs_all_steps
+    with pytest.raises(ValueError, match="step_labeler"):
+        RewardFunction(MathVerifier(), 1.0, outcome_needs_all_steps=True)
+    with pytest.raises(ConfigError, match="reward.outcome"):
+        RewardConfig(outcome="chain")

@@ -117,6 +117,9 @@ def rollout_metrics(groups: list[EpisodeGroup], max_new_tokens: int) -> dict[str
     labelled = [lab for e in scored if e.step_labels for lab in e.step_labels]
     if labelled:
         out["steps/correct_frac"] = statistics.fmean(labelled)
+        # right answers with every step right; correct/mean minus this is the lucky share
+        out["correct/all_steps"] = statistics.fmean(
+            bool(e.outcome.correct and e.step_labels and all(e.step_labels)) for e in scored)
     return out
 
 

@@ -259,6 +259,8 @@ class TrainConfig:
         check(self.algorithm.overlong_buffer <= self.rollout.max_new_tokens, "algorithm.overlong_buffer",
               f"must be <= rollout.max_new_tokens ({self.rollout.max_new_tokens}), got "
               f"{self.algorithm.overlong_buffer}")
+        check(self.reward.outcome == "answer" or self.env.spec.step_labels is not None, "reward.outcome",
+              f"'all_steps' needs exact step labels, and env '{self.env.name}' has none: use 'answer'")
         check(self.rollout.given_steps == 0 or self.env.spec.oracle is not None, "rollout.given_steps",
               f"env '{self.env.name}' has no oracle solution to take the given steps from; set it to 0")
         cur, opts = self.curriculum, self.env.options
