@@ -164,7 +164,8 @@ def step_labels(task: Task, step_texts: list[str]) -> list[bool]:
     """Exact, absolute correctness of each step of a completion (one label per step text).
 
     - A final-answer line (it starts with ``####``) is True iff the first number after
-      ``####`` equals the task's answer, wherever it appears.
+      ``####`` equals the task's answer and it comes after a line for every operation (position
+      ``i >= horizon``): a right answer given before the chain is done skipped operations.
     - Otherwise line ``i`` (0-based position in ``step_texts``) with ``i < horizon`` is True
       iff the last number on it equals the exact running value after operation ``i``.
     - Lines past the horizon that are not final-answer lines, and lines with no number, are
@@ -182,7 +183,7 @@ def step_labels(task: Task, step_texts: list[str]) -> list[bool]:
         text = text.strip()
         if text.startswith("####"):
             numbers = _numbers(text[4:])
-            labels.append(bool(numbers) and numbers[0] == answer)
+            labels.append(i >= len(values) and bool(numbers) and numbers[0] == answer)
         elif i < len(values):
             numbers = _numbers(text)
             labels.append(bool(numbers) and numbers[-1] == values[i])

@@ -89,8 +89,11 @@ def first_error(prompt: str, completion: str) -> tuple[str, int]:
 
 def every_step_right(prompt: str, completion: str) -> bool:
     """Whether every step of ``completion`` gets chain_math's exact step label (``step_labels``,
-    the labels ``horizon eval``'s all-steps curve uses): True only for a right chain to a right
-    ``#### <value>``. A solved completion for which this is False reached the answer by luck."""
+    the labels ``horizon eval``'s all-steps curve and ``reward.outcome: all_steps`` use) and it
+    ends in a ``#### <value>`` line: a line per operation with the right running value, then the
+    right answer. A solved completion for which this is False reached the answer by luck. The
+    labels judge the running value a line ends in, not its working: ``22 + 8 = 29`` where the
+    operation is ``+ 7`` is a right step here and a ``wrong_op`` to ``first_error``."""
     value, ops = parse_problem(prompt)
     values = []
     for symbol, operand in ops:

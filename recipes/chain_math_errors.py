@@ -55,7 +55,9 @@ def tally(rows: list[dict], horizons: set[int] | None = None) -> dict[int, dict]
             continue
         cell = out.setdefault(h, {"n": 0, "failed": 0, "kinds": Counter(), "lucky": 0})
         cell["n"] += 1
-        if row["solved"] and not every_step_right(row["prompt"], row["completion"]):
+        # the eval's own verdict where it kept one (it labels the steps as training does)
+        right = row.get("all_steps_right")
+        if row["solved"] and not (right if right is not None else every_step_right(row["prompt"], row["completion"])):
             cell["lucky"] += 1
         if not row["solved"]:
             cell["failed"] += 1

@@ -46,6 +46,11 @@ def build_reward(env: EnvConfig, reward: RewardConfig):
     from rewards.compose import RewardFunction
 
     spec = env.spec
+    if reward.outcome == "all_steps" and spec.step_labels is None:
+        from rl.errors import ConfigError
+
+        raise ConfigError(f"config key 'reward.outcome': 'all_steps' needs exact step labels, and env "
+                          f"'{env.name}' has none: use 'answer'")
     verifier = spec.verifier
     # a verifier that sandboxes and times out its own work (the code sandbox) runs as it is
     if reward.verifier_timeout_s > 0 and not getattr(verifier, "isolated", False):
@@ -62,11 +67,6 @@ def build_reward(env: EnvConfig, reward: RewardConfig):
 
             term = IsolatedVerifier(term, timeout_s=reward.verifier_timeout_s)
         terms[name] = (weight, lambda ep, term=term: term(ep.task, ep))
-    if reward.outcome == "all_steps" and spec.step_labels is None:
-        from rl.errors import ConfigError
-
-        raise ConfigError(f"config key 'reward.outcome': 'all_steps' needs exact step labels, and env "
-                          f"'{env.name}' has none: use 'answer'")
     return RewardFunction(verifier=verifier, outcome_weight=reward.outcome_weight, terms=terms,
                           step_labeler=spec.step_labels, outcome_needs_all_steps=reward.outcome == "all_steps")
 

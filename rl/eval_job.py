@@ -286,5 +286,7 @@ def format_curve(label: str, result: dict[str, Any]) -> str:
     h50 = "none" if result["h50"] is None else f"{result['h50']:.2f}"
     line = f"{label}: {cells}  h50 {h50} [{lo}, {hi}{'+' if result['h50_censored'] else ''}]"
     if "pass@1_all_steps" in result:  # an env with exact step labels: the chains that are right throughout
-        line += "\n  every step right: " + "  ".join(f"h{h} {p:.2f}" for h, p in result["pass@1_all_steps"].items())
+        h50_steps = result.get("h50_all_steps")
+        line += ("\n  every step right: " + "  ".join(f"h{h} {p:.2f}" for h, p in result["pass@1_all_steps"].items())
+                 + f"  h50 {'none' if h50_steps is None else f'{h50_steps:.2f}'}")
     return line

@@ -189,6 +189,9 @@ def test_mistake_carried_forward_is_false():
     # recovering to the true value is True again (labels are absolute)
     assert step_labels(task, ["7 + 5 = 13", "12 * 3 = 36", "36 - 4 = 32", "#### 32"]) == [
         False, True, True, True]
+    # the right answer before the last operation's line: operations were skipped, so it is not a right step
+    assert step_labels(task, ["7 + 5 = 12", "12 * 3 = 36", "#### 32"]) == [True, True, False]
+    assert step_labels(task, ["#### 32"]) == [False]
 
 
 def test_extra_and_unparseable_lines_are_false():

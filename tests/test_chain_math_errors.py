@@ -46,6 +46,7 @@ def test_every_step_right_tells_a_right_chain_from_a_lucky_answer():
     # two slips that cancel (29 + 5 = 35, then 35 - 2 = 32): the final answer is right, the chain is not
     assert not every_step_right(PROMPT, "22 + 7 = 29\n29 + 5 = 35\n35 - 3 = 32\n#### 32")
     assert not every_step_right(PROMPT, RIGHT.replace("\n#### 32", ""))  # no final answer line
+    assert not every_step_right(PROMPT, "22 + 7 = 29\n#### 32")  # the right answer, two operations skipped
     assert not every_step_right(PROMPT, RIGHT.replace("#### 32", "#### 31"))
 
 

@@ -196,6 +196,8 @@ class _ChainScript:
             lines[0] = f"{first[0]}= {int(first[1]) + 1}"
         if kind == "wrong":
             lines[-1] = f"#### {int(task.answer) + 1}"
+        if kind == "short":  # the right answer with the last operation's line left out
+            lines = lines[:-2] + lines[-1:]
         return "\n".join(lines)
 
     def generate(self, prompts, params, n=1):
@@ -219,14 +221,18 @@ def test_all_steps_curve_leaves_out_right_answers_reached_through_a_wrong_step(t
     from rl.evaluate import evaluate_policy
 
     env, cfg = EnvConfig(), EvalConfig(horizons=[2, 3], tasks_per_horizon=3, engine="hf", max_new_tokens=64)
-    plan = {2: ["right", "lucky", "wrong"], 3: ["right", "right", "lucky"]}
+    plan = {2: ["right", "lucky", "wrong"], 3: ["right", "short", "lucky"]}
     engine = _ChainScript(tokenizer, eval_tasks(env, cfg), plan)
     result = evaluate_policy(SimpleNamespace(tokenizer=tokenizer), env, cfg, RewardConfig(verifier_timeout_s=0),
                              engine=engine, keep_completions=True)
     assert result["pass@1"] == {2: pytest.approx(2 / 3), 3: 1.0}  # the verifier reads the final answer
-    assert result["pass@1_all_steps"] == {2: pytest.approx(1 / 3), 3: pytest.approx(2 / 3)}
-    assert result["pass@1_all_steps_ci"][3] == [round(x, 4) for x in wilson_interval(2, 3)]
-    assert [r["all_steps_right"] for r in result["completions"]] == [True, False, False, True, True, False]
+    assert result["pass@1_all_steps"] == {2: pytest.approx(1 / 3), 3: pytest.approx(1 / 3)}
+    assert result["pass@1_all_steps_ci"][3] == [round(x, 4) for x in wilson_interval(1, 3)]
+    assert [r["all_steps_right"] for r in result["completions"]] == [True, False, False, True, False, False]
     assert [r["solved"] for r in result["completions"]] == [True, True, False, True, True, True]
+    # the offline reading of saved completions agrees with the eval's, completion by completion
+    from envs.chain_math_errors import every_step_right
+
+    assert all(every_step_right(r["prompt"], r["completion"]) == r["all_steps_right"] for r in result["completions"])
     # pass@1 never falls below 50 % (h50 = the longest horizon, 3); the all-steps curve starts below it
     assert result["h50"] == 3.0 and result["h50_all_steps"] is None

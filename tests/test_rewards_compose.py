@@ -101,12 +101,14 @@ def test_all_steps_outcome_pays_only_for_a_right_chain():
     from rl.build import build_reward
     from rl.config import EnvConfig, RewardConfig
     from rl.errors import ConfigError
+    from rl.trainer.collect import paid
     from rl.types import Step
 
     task = ChainMathSource(ChainMathConfig(min_horizon=3, max_horizon=3), seed=0).task_at(0)
     right = oracle_solution(task).splitlines()
     first = right[0].rsplit("= ", 1)
     lucky = [f"{first[0]}= {int(first[1]) + 1}", *right[1:]]  # line 1 wrong, the rest (and the answer) right
+    short = right[:1] + right[-1:]  # the right answer with operations 2 and 3 skipped
 
     def episode(lines):
         steps = [Step(line, i, i + 1) for i, line in enumerate(lines)]
@@ -116,12 +118,16 @@ def test_all_steps_outcome_pays_only_for_a_right_chain():
     plain = RewardFunction(MathVerifier(), 1.0, step_labeler=step_labels)
     strict = RewardFunction(MathVerifier(), 1.0, step_labeler=step_labels, outcome_needs_all_steps=True)
     for fn, lucky_outcome in ((plain, 1.0), (strict, 0.0)):
-        ok, luck = episode(right), episode(lucky)
-        fn(ok)
-        fn(luck)
+        ok, luck, skipped = episode(right), episode(lucky), episode(short)
+        for ep in (ok, luck, skipped):
+            fn(ep)
         assert ok.reward_terms["outcome"] == 1.0 and luck.reward_terms["outcome"] == lucky_outcome
+        assert skipped.reward_terms["outcome"] == lucky_outcome
         assert luck.outcome.correct and luck.step_labels[0] is False
+        assert paid(ok) and paid(luck) == (lucky_outcome > 0)  # what DAPO's dynamic sampling counts
     assert build_reward(EnvConfig(), RewardConfig(outcome="all_steps", verifier_timeout_s=0)).outcome_needs_all_steps
+    with pytest.raises(ConfigError, match="reward.outcome"):  # horizon eval builds rewards without a TrainConfig
+        build_reward(EnvConfig(name="reasoning_gym"), RewardConfig(outcome="all_steps"))
     with pytest.raises(ValueError, match="step_labeler"):
         RewardFunction(MathVerifier(), 1.0, outcome_needs_all_steps=True)
     with pytest.raises(ConfigError, match="reward.outcome"):

@@ -51,11 +51,18 @@ def collect(runner: Runner, source, cfg, params, step: int, reward_fn, world: Wo
         rounds += 1
         for group in groups:
             # DAPO keeps a group when 0 < #correct < G: shaping terms (format, length) alone do not count
-            informative = len({bool(e.outcome.correct) for e in group.scored}) > 1
+            # (with reward.outcome: all_steps, "correct" is a paid outcome: a lucky answer is not)
+            informative = len({paid(e) for e in group.scored}) > 1
             (kept if informative or not algo.dynamic_sampling else dropped).append(group)
     metrics = {"dynamic/rounds": float(rounds), "dynamic/dropped_groups": float(len(dropped))} \
         if algo.dynamic_sampling else {}
     return kept, dropped, metrics
+
+
+def paid(episode) -> bool:
+    """Whether the outcome term paid ``episode`` for its answer: right, and with ``reward.outcome:
+    all_steps`` not zeroed for a wrong step."""
+    return bool(episode.outcome.correct) and episode.reward_terms.get("outcome", 1.0) > 0
 
 
 def score(groups: list[EpisodeGroup], reward_fn, cfg=None) -> None:
