@@ -21,7 +21,10 @@ Stages (each skipped on ``--resume`` once done; ``state.json`` records them):
    95 % intervals, h50), the plots and a few sampled traces with their exact per-step labels.
 
 Every eval scores the same held-out tasks (the env's held-out split, disjoint from every
-training stream by construction). A second seed is a second output_dir;
+training stream by construction) of ``eval_env`` (``rl.env`` when unset; the preset sets it, so
+``--rl.env.*`` changes what RL samples and not what the evals score: change ``eval_env`` too to
+score another task). Where the env labels steps exactly, each curve also counts the completions
+with every step right, and the report shows where the chains break (the step hazard). A second seed is a second output_dir;
 ``recipes/long_horizon_seeds.py DIR DIR ...`` pools their curves into one table.
 """
 

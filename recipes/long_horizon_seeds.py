@@ -14,6 +14,11 @@ and lost with the paired 95 % interval of the difference and McNemar's exact p
 (every seed is scored on the same held-out tasks, so a task's seeds are not independent pairs).
 
 Writes ``OUT.json`` (per-seed and pooled curves, the task-by-task comparisons) and ``OUT.png`` (pooled curves with intervals).
+
+``--all_steps`` reads every figure off the kept completions counting a task solved only when
+every step is right too (the eval's stored ``all_steps_right``, or chain_math's
+``every_step_right`` for completions scored before it was kept): a right answer reached
+through a wrong step is not a success there.
 """
 
 from __future__ import annotations
@@ -34,10 +39,47 @@ from long_horizon_report import _h50 as h50_cell  # noqa: E402  (the report's h5
 ORDER = ("base", "SFT", "RL", "SFT-more")
 
 
-def pooled_curves(run_dirs: list[Path]) -> dict[str, dict]:
+def completion_rows(eval_dir: Path, label: str, all_steps: bool = False) -> list[dict] | None:
+    """The greedy completions of ``label`` in ``eval_dir`` (None if it kept none); with
+    ``all_steps``, ``solved`` is true only for a solved completion whose every step is right."""
+    from rl.eval_job import load_completions
+
+    rows = load_completions(eval_dir, label)
+    if rows is None or not all_steps:
+        return rows
+    from envs.chain_math_errors import every_step_right
+
+    def right(r: dict) -> bool:
+        stored = r.get("all_steps_right")
+        return stored if stored is not None else every_step_right(r["prompt"], r["completion"])
+
+    return [{**r, "solved": bool(r["solved"]) and right(r)} for r in rows]
+
+
+def curves_from_completions(eval_dir: Path, all_steps: bool) -> dict[str, dict]:
+    """``{label: {"pass@1": {h: rate}, "n_per_horizon": {h: n}}}`` (string horizons, as in
+    ``horizon_curve.json``) of every model in ``ORDER`` that kept completions in ``eval_dir``."""
+    out = {}
+    for label in ORDER:
+        rows = completion_rows(eval_dir, label, all_steps)
+        if rows is None:
+            continue
+        n: dict[str, int] = {}
+        wins: dict[str, int] = {}
+        for r in rows:
+            h = str(r["horizon"])
+            n[h] = n.get(h, 0) + 1
+            wins[h] = wins.get(h, 0) + bool(r["solved"])
+        out[label] = {"pass@1": {h: wins[h] / n[h] for h in n}, "n_per_horizon": n}
+    return out
+
+
+def pooled_curves(run_dirs: list[Path], all_steps: bool = False) -> dict[str, dict]:
     """``{model: {"pass@1": {h: rate}, "pass@1_ci": {h: [lo, hi]}, "n": {h: trials}, "h50": ...,
-    "seeds": [{h: rate}, ...]}}`` over the models every run scored, horizons every run shares."""
-    runs = [json.loads((d / "eval" / "horizon_curve.json").read_text())["curves"] for d in run_dirs]
+    "seeds": [{h: rate}, ...]}}`` over the models every run scored, horizons every run shares
+    (``all_steps``: read off the completions, a success needing every step right)."""
+    runs = [curves_from_completions(d / "eval", True) if all_steps else
+            json.loads((d / "eval" / "horizon_curve.json").read_text())["curves"] for d in run_dirs]
     models = [m for m in ORDER if all(m in r for r in runs)]
     models += [m for m in runs[0] if m not in models and all(m in r for r in runs)]
     out = {}
@@ -58,7 +100,7 @@ def pooled_curves(run_dirs: list[Path]) -> dict[str, dict]:
     return out
 
 
-def seeds_paired(run_dirs: list[Path], a: str, b: str) -> dict | None:
+def seeds_paired(run_dirs: list[Path], a: str, b: str, all_steps: bool = False) -> dict | None:
     """``a`` against ``b`` task by task: ``{"per_seed": [paired_comparison, ...], "tasks": {h: {"n",
     "better", "worse", "diff", "p"}}}``; None when some run kept no completions for either.
 
@@ -66,18 +108,23 @@ def seeds_paired(run_dirs: list[Path], a: str, b: str) -> dict | None:
     from S seeds are not independent draws. The pooled test therefore takes the task as the unit:
     its net count over seeds (seeds where a solved it minus seeds where b did) makes it better,
     worse or tied, and ``p`` is the exact sign test (McNemar's) on the better and worse tasks.
-    ``diff`` is the mean of ``p_a - p_b`` over seeds.
+    ``diff`` is the mean of ``p_a - p_b`` over seeds. ``all_steps``: a success needs every step
+    right (``completion_rows``).
     """
-    from rl.curve_stats import mcnemar_exact_p
-    from rl.eval_job import load_completions, paired_against
+    from rl.curve_stats import mcnemar_exact_p, paired_comparison
 
-    per_seed = [paired_against(d / "eval", a, b) for d in run_dirs]
-    if any(t is None for t in per_seed):
+    rows = [(completion_rows(d / "eval", a, all_steps), completion_rows(d / "eval", b, all_steps)) for d in run_dirs]
+    if any(ra is None or rb is None for ra, rb in rows):
+        return None
+    try:
+        per_seed = [paired_comparison(ra, baseline=rb) for ra, rb in rows]
+    except ValueError as e:
+        print(f"{a} vs {b} not compared task by task: {e}", file=sys.stderr)
         return None
     net: dict[tuple[int, str], int] = {}
-    for d in run_dirs:
-        for label, sign in ((a, 1), (b, -1)):
-            for r in load_completions(d / "eval", label):
+    for pair in rows:
+        for side, sign in zip(pair, (1, -1)):
+            for r in side:
                 key = (int(r["horizon"]), str(r["task_id"]))
                 net[key] = net.get(key, 0) + sign * bool(r["solved"])
     tasks = {}
@@ -137,22 +184,26 @@ def main(argv: list[str]) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("runs", nargs="+", type=Path, help="long_horizon output dirs, one per seed")
     p.add_argument("--out", type=Path, default=None, help="write OUT.json and OUT.png")
+    p.add_argument("--all_steps", action="store_true",
+                   help="count a task solved only when every step is right too (from the kept completions)")
     args = p.parse_args(argv)
     missing = [str(d) for d in args.runs if not (d / "eval" / "horizon_curve.json").is_file()]
     if missing:
         p.error(f"no eval/horizon_curve.json in {missing}: run recipes/long_horizon.py there first")
-    pooled = pooled_curves(args.runs)
-    print(f"{len(args.runs)} runs pooled: {', '.join(map(str, args.runs))}\n")
-    paired = {f"{a} vs {b}": seeds_paired(args.runs, a, b) for a, b in COMPARISONS if a in pooled and b in pooled}
+    pooled = pooled_curves(args.runs, args.all_steps)
+    verdict = "every step right" if args.all_steps else "the final answer"
+    print(f"{len(args.runs)} runs pooled: {', '.join(map(str, args.runs))}; solved = {verdict}\n")
+    paired = {f"{a} vs {b}": seeds_paired(args.runs, a, b, args.all_steps)
+              for a, b in COMPARISONS if a in pooled and b in pooled}
     print(table(pooled, args.runs, paired))
     if args.out is not None:
         from rl.evaluate import plot_horizon_curves
 
         args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.with_suffix(".json").write_text(json.dumps({"runs": [str(d) for d in args.runs], "pooled": pooled,
-                                                             "paired": paired}, indent=1))
+        args.out.with_suffix(".json").write_text(json.dumps({"runs": [str(d) for d in args.runs], "solved": verdict,
+                                                             "pooled": pooled, "paired": paired}, indent=1))
         plot_horizon_curves({m: c["pass@1"] for m, c in pooled.items()}, args.out.with_suffix(".png"),
-                            title=f"held-out pass@1, {len(args.runs)} seeds pooled",
+                            title=f"held-out pass@1 ({verdict}), {len(args.runs)} seeds pooled",
                             intervals={m: c["pass@1_ci"] for m, c in pooled.items()})
         print(f"\nwrote {args.out.with_suffix('.json')} and .png")
     return 0

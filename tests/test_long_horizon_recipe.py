@@ -197,3 +197,18 @@ def test_seeds_pool_counts_over_runs(tmp_path, capsys):
     assert (tmp_path / "pooled.png").stat().st_size > 0
     with pytest.raises(SystemExit):
         long_horizon_seeds.main([str(tmp_path / "missing")])
+
+    # --all_steps: a solved task counts only when every step was right too; mark seed 0's RL
+    # chains at h4 wrong on tasks 0-1 (right answers through a wrong step): 5 -> 3 of 10
+    for run in runs:
+        for label in ("SFT", "RL"):
+            path = run / "eval" / "completions" / f"{label}.jsonl"
+            rows = [json.loads(line) for line in path.read_text().splitlines()]
+            lucky = {"h4-0", "h4-1"} if (run, label) == (runs[0], "RL") else set()
+            rows = [{**r, "all_steps_right": r["solved"] and r["task_id"] not in lucky} for r in rows]
+            path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    strict = long_horizon_seeds.pooled_curves(runs, all_steps=True)
+    assert strict["RL"]["pass@1"] == {1: 0.95, 4: 0.5} and strict["RL"]["seeds"][0] == {1: 0.9, 4: 0.3}
+    # seed 0 at h4 now: RL solves tasks 2-4, SFT tasks 0-1 -> 3 gained, 2 lost
+    paired = long_horizon_seeds.seeds_paired(runs, "RL", "SFT", all_steps=True)
+    assert (paired["per_seed"][0][4]["gained"], paired["per_seed"][0][4]["lost"]) == (3, 2)
