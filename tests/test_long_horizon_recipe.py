@@ -82,7 +82,10 @@ def test_long_horizon_recipe_end_to_end_and_resume(tmp_path, capsys):
     assert name == f"{out / 'rl'}@0 vs {out / 'rl'}" and table["1"]["n"] == 2
     assert table["1"]["gained"] - table["1"]["lost"] == round(2 * (doc["curves"][f"{out / 'rl'}@0"]["pass@1"]["1"]
                                                                   - run_curve["pass@1"]["1"]))
-    assert f"{out / 'rl'}@0 vs {out / 'rl'}, task by task: h1" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert f"{out / 'rl'}@0 vs {out / 'rl'}, task by task: h1" in printed
+    # chain_math labels steps: each target's second line is its every-step-right curve, kept in the JSON
+    assert printed.count("  every step right: h1 ") == 2 and "pass@1_all_steps" in run_curve
 
 
 def test_stages_without_eval_base_leave_the_base_model_unscored(tmp_path):
