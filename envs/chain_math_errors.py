@@ -104,6 +104,13 @@ def every_step_right(prompt: str, completion: str) -> bool:
     return bool(steps) and steps[-1].startswith("####") and all(step_labels(task, steps))
 
 
+def row_all_steps_right(row: Mapping) -> bool:
+    """``every_step_right`` of a kept completion row (``horizon eval``'s ``completions/*.jsonl``):
+    the eval's own stored ``all_steps_right`` where it kept one, else read off the text."""
+    stored = row.get("all_steps_right")
+    return bool(stored) if stored is not None else every_step_right(row["prompt"], row["completion"])
+
+
 def step_hazard(rows: Iterable[Mapping], horizons: set[int] | None = None) -> dict[int, dict[int, dict]]:
     """``{horizon: {j: {"at_risk", "failed", "hazard"}}}`` for operation positions j = 1 .. horizon:
     of the completions at that horizon (solved or not) whose lines 1 .. j - 1 are right, how many

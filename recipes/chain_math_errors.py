@@ -46,7 +46,7 @@ def completion_files(paths: list[str]) -> dict[str, Path]:
 def tally(rows: list[dict], horizons: set[int] | None = None) -> dict[int, dict]:
     """``{horizon: {"n", "failed", "kinds": {kind: count}, "lucky"}}``: the first errors of the unsolved
     completions, and ``lucky``, how many solved ones got there through a wrong step."""
-    from envs.chain_math_errors import every_step_right, first_error
+    from envs.chain_math_errors import first_error, row_all_steps_right
 
     out: dict[int, dict] = {}
     for row in rows:
@@ -55,9 +55,7 @@ def tally(rows: list[dict], horizons: set[int] | None = None) -> dict[int, dict]
             continue
         cell = out.setdefault(h, {"n": 0, "failed": 0, "kinds": Counter(), "lucky": 0})
         cell["n"] += 1
-        # the eval's own verdict where it kept one (it labels the steps as training does)
-        right = row.get("all_steps_right")
-        if row["solved"] and not (right if right is not None else every_step_right(row["prompt"], row["completion"])):
+        if row["solved"] and not row_all_steps_right(row):
             cell["lucky"] += 1
         if not row["solved"]:
             cell["failed"] += 1

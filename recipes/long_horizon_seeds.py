@@ -47,13 +47,9 @@ def completion_rows(eval_dir: Path, label: str, all_steps: bool = False) -> list
     rows = load_completions(eval_dir, label)
     if rows is None or not all_steps:
         return rows
-    from envs.chain_math_errors import every_step_right
+    from envs.chain_math_errors import row_all_steps_right
 
-    def right(r: dict) -> bool:
-        stored = r.get("all_steps_right")
-        return stored if stored is not None else every_step_right(r["prompt"], r["completion"])
-
-    return [{**r, "solved": bool(r["solved"]) and right(r)} for r in rows]
+    return [{**r, "solved": bool(r["solved"]) and row_all_steps_right(r)} for r in rows]
 
 
 def curves_from_completions(eval_dir: Path, all_steps: bool) -> dict[str, dict]:

@@ -125,8 +125,9 @@ def rollout_metrics(groups: list[EpisodeGroup], max_new_tokens: int) -> dict[str
     if labelled:
         out["steps/correct_frac"] = statistics.fmean(labelled)
         # right answers with every step right; correct/mean minus this is the lucky share
-        out["correct/all_steps"] = statistics.fmean(
-            bool(e.outcome.correct and e.step_labels and all(e.step_labels)) for e in scored)
+        from rl.evaluate import all_steps_right
+
+        out["correct/all_steps"] = statistics.fmean(all_steps_right(e) for e in scored)
     return out
 
 
