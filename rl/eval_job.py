@@ -226,11 +226,41 @@ def already_scored(done: dict | None, target: Target, cfg: EvalJobConfig) -> boo
 
 def load_results(path: Path, settings: dict[str, Any], section: str, resume: bool) -> dict[str, Any]:
     """The stored results document at ``path`` when resuming with the same ``settings``; otherwise a
-    fresh one, ``{"settings": settings, section: {}}``."""
+    fresh one, ``{"settings": settings, section: {}}``. A setting the stored document lacks matches
+    when it is at its default now (``same_settings``): a field added to the config since the JSON was
+    written, left at its default, scores as before and keeps the stored results."""
+    now = json.loads(json.dumps(settings))
     doc = json.loads(path.read_text()) if resume and path.exists() else {}
-    if doc.get("settings") != json.loads(json.dumps(settings)):
-        doc = {"settings": settings, section: {}}
-    return doc
+    if not same_settings(doc.get("settings"), now, default_settings()):
+        return {"settings": now, section: {}}
+    return {**doc, "settings": now}
+
+
+def default_settings() -> dict[str, Any]:
+    """``job_settings`` of a job left at every default: what a setting missing from an older JSON was."""
+    from rl.config import to_dict
+
+    return json.loads(json.dumps({"env": EnvConfig().to_raw(), "eval": to_dict(EvalConfig()),
+                                  "reward": to_dict(RewardConfig())}))
+
+
+def same_settings(stored: Any, now: Any, default: Any) -> bool:
+    """Whether ``stored`` settings (read from a JSON) score like ``now``: equal, key by key, where a key
+    only ``now`` has must hold its ``default`` (a field added later, left at its default). A key only
+    ``stored`` has (a field since removed) does not match."""
+    if not (isinstance(stored, dict) and isinstance(now, dict)):
+        return stored == now
+    default = default if isinstance(default, dict) else {}
+    missing = object()
+    for key in stored.keys() | now.keys():
+        if key not in now:
+            return False
+        if key not in stored:
+            if now[key] != default.get(key, missing):
+                return False
+        elif not same_settings(stored[key], now[key], default.get(key)):
+            return False
+    return True
 
 
 def completions_path(eval_dir: Path, label: str) -> Path:

@@ -236,3 +236,26 @@ def test_all_steps_curve_leaves_out_right_answers_reached_through_a_wrong_step(t
     assert all(every_step_right(r["prompt"], r["completion"]) == r["all_steps_right"] for r in result["completions"])
     # pass@1 never falls below 50 % (h50 = the longest horizon, 3); the all-steps curve starts below it
     assert result["h50"] == 3.0 and result["h50_all_steps"] is None
+
+
+def test_stored_results_survive_a_setting_added_later_at_its_default(tmp_path):
+    """A JSON written before a config field existed keeps its results on --resume while the field is
+    at its default; a changed value, or a stored field the config no longer has, starts afresh."""
+    import json
+
+    from rl.config import RewardConfig
+    from rl.eval_job import EvalJobConfig, job_settings, load_results
+
+    path = tmp_path / "horizon_curve.json"
+    now = json.loads(json.dumps(job_settings(EvalJobConfig(targets=["m"]))))
+    older = json.loads(json.dumps(now))
+    del older["reward"]["outcome"]  # as written before reward.outcome existed
+    path.write_text(json.dumps({"settings": older, "curves": {"m": {"h50": 3.0}}}))
+
+    kept = load_results(path, now, "curves", resume=True)
+    assert kept["curves"] == {"m": {"h50": 3.0}} and kept["settings"] == now
+    assert load_results(path, now, "curves", resume=False)["curves"] == {}
+    changed = job_settings(EvalJobConfig(targets=["m"], reward=RewardConfig(outcome="all_steps")))
+    assert load_results(path, changed, "curves", resume=True)["curves"] == {}
+    path.write_text(json.dumps({"settings": {**now, "gone": 1}, "curves": {"m": {"h50": 3.0}}}))
+    assert load_results(path, now, "curves", resume=True)["curves"] == {}
