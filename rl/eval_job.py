@@ -238,10 +238,7 @@ def load_results(path: Path, settings: dict[str, Any], section: str, resume: boo
 
 def default_settings() -> dict[str, Any]:
     """``job_settings`` of a job left at every default: what a setting missing from an older JSON was."""
-    from rl.config import to_dict
-
-    return json.loads(json.dumps({"env": EnvConfig().to_raw(), "eval": to_dict(EvalConfig()),
-                                  "reward": to_dict(RewardConfig())}))
+    return json.loads(json.dumps(job_settings(EvalJobConfig(targets=["default"]))))
 
 
 def same_settings(stored: Any, now: Any, default: Any) -> bool:
