@@ -5,8 +5,10 @@
 Each run's ``eval/horizon_curve.json`` holds greedy pass@1 per horizon for every model (base,
 SFT, RL, SFT-more) on the same held-out tasks. Per model and horizon this prints each seed's
 pass@1 and the pooled rate over seeds, successes / (n x seeds), with its Wilson 95 % interval
-and ``h50`` from the pooled counts. Pooling treats every (seed, task) pair as one trial: the
-interval covers task sampling, not the spread between seeds, which the per-seed columns show.
+and ``h50`` from the pooled counts. Every seed scores the same held-out tasks, so the interval
+takes the task as the cluster (an effective sample size, ``rl.curve_stats.clustered_counts``):
+two seeds that agree on every task count about once. It covers task sampling, not the spread
+between seeds, which the per-seed columns show.
 The last lines compare RL with its start (SFT) and with the control (SFT-more), flagging
 horizons whose pooled intervals are disjoint, and then task by task: per seed, the tasks gained
 and lost with the paired 95 % interval of the difference and McNemar's exact p
@@ -71,9 +73,17 @@ def curves_from_completions(eval_dir: Path, all_steps: bool) -> dict[str, dict]:
 
 
 def pooled_curves(run_dirs: list[Path], all_steps: bool = False) -> dict[str, dict]:
-    """``{model: {"pass@1": {h: rate}, "pass@1_ci": {h: [lo, hi]}, "n": {h: trials}, "h50": ...,
-    "seeds": [{h: rate}, ...]}}`` over the models every run scored, horizons every run shares
-    (``all_steps``: read off the completions, a success needing every step right)."""
+    """``{model: {"pass@1": {h: rate}, "pass@1_ci": {h: [lo, hi]}, "n": {h: trials}, "n_eff": {h: n},
+    "h50": ..., "seeds": [{h: rate}, ...]}}`` over the models every run scored, horizons every run
+    shares (``all_steps``: a success needs every step right, read off the completions).
+
+    Every seed scores the same held-out tasks, so one task's results over seeds are not independent
+    trials. Where every run kept completions of the model, the intervals (and h50's) take the task as
+    the cluster: Wilson on the effective sample size (``clustered_counts``; ``n_eff`` <= ``n``);
+    otherwise (curve JSONs only) every (seed, task) counts as one trial and ``n_eff`` is ``n``.
+    """
+    from rl.curve_stats import clustered_counts
+
     runs = [curves_from_completions(d / "eval", True) if all_steps else
             json.loads((d / "eval" / "horizon_curve.json").read_text())["curves"] for d in run_dirs]
     models = [m for m in ORDER if all(m in r for r in runs)]
@@ -82,17 +92,36 @@ def pooled_curves(run_dirs: list[Path], all_steps: bool = False) -> dict[str, di
     for model in models:
         curves = [r[model] for r in runs]
         hs = sorted(set.intersection(*(set(c["pass@1"]) for c in curves)), key=int)
-        counts = {}
+        per_task = _successes_per_task([completion_rows(d / "eval", model, all_steps) for d in run_dirs])
+        counts, effective = {}, {}
         for h in hs:
             wins = sum(round(c["pass@1"][h] * c["n_per_horizon"][h]) for c in curves)
             counts[int(h)] = (wins, sum(c["n_per_horizon"][h] for c in curves))
-        summary = h50_summary(counts)
+            tasks = (per_task or {}).get(int(h))
+            effective[int(h)] = (clustered_counts(tasks, len(run_dirs))
+                                 if tasks and len(tasks) * len(run_dirs) == counts[int(h)][1] else counts[int(h)])
+        summary = h50_summary(effective)
         out[model] = {"pass@1": {h: w / n for h, (w, n) in counts.items()},
-                      "pass@1_ci": {h: list(wilson_interval(w, n)) for h, (w, n) in counts.items()},
+                      "pass@1_ci": {h: list(wilson_interval(w, n)) for h, (w, n) in effective.items()},
                       "n": {h: n for h, (_, n) in counts.items()},
+                      "n_eff": {h: round(n, 1) for h, (_, n) in effective.items()},
                       "h50": summary["h50"], "h50_ci": [summary["low"], summary["high"]],
                       "h50_censored": summary["censored"],
                       "seeds": [{int(h): c["pass@1"][h] for h in hs} for c in curves]}
+    return out
+
+
+def _successes_per_task(rows_per_run: list[list[dict] | None]) -> dict[int, list[int]] | None:
+    """``{horizon: [seeds that solved task t, ...]}`` when every run kept completions of the same
+    tasks; None otherwise (a run without completions, or different task sets)."""
+    if any(rows is None for rows in rows_per_run):
+        return None
+    solved = [{(int(r["horizon"]), str(r["task_id"])): bool(r["solved"]) for r in rows} for rows in rows_per_run]
+    if any(s.keys() != solved[0].keys() for s in solved):
+        return None
+    out: dict[int, list[int]] = {}
+    for key in sorted(solved[0]):
+        out.setdefault(key[0], []).append(sum(s[key] for s in solved))
     return out
 
 

@@ -7,6 +7,7 @@ Example::
 
     pass_at_k(n=10, c=3, k=1)            # 0.3
     wilson_interval(45, 50)              # (0.786, 0.957)
+    clustered_counts([2, 2, 0, 0], 2)    # (1.5, 3.0): two seeds that always agree count ~once
     h50({1: 0.9, 2: 0.7, 4: 0.3})        # 2.83 (crossing between h=2 and h=4, linear in log2 h)
 """
 
@@ -28,12 +29,13 @@ def pass_at_k(n: int, c: int, k: int) -> float:
     return 1.0 - math.prod(1.0 - k / i for i in range(n - c + 1, n + 1))
 
 
-def wilson_interval(successes: float, n: int, z: float = Z95) -> tuple[float, float]:
+def wilson_interval(successes: float, n: float, z: float = Z95) -> tuple[float, float]:
     """Wilson score interval ``(low, high)`` of a binomial proportion ``successes / n``.
 
     ``successes`` may be fractional (a mean of per-task pass@k estimates times n): the interval is
     then the Wilson interval of that proportion with n trials, an approximation (pass@k of a task
-    is not a Bernoulli draw) that is exact for pass@1. ``n == 0`` gives ``(0, 1)``.
+    is not a Bernoulli draw) that is exact for pass@1. ``n`` may be fractional too: an effective
+    sample size (``clustered_counts``). ``n == 0`` gives ``(0, 1)``.
     """
     if n <= 0:
         return 0.0, 1.0
@@ -44,6 +46,31 @@ def wilson_interval(successes: float, n: int, z: float = Z95) -> tuple[float, fl
     low = 0.0 if successes <= 0 else max(0.0, center - half)  # exact ends: float rounding aside
     high = 1.0 if successes >= n else min(1.0, center + half)
     return low, high
+
+
+def clustered_counts(successes_per_task: Iterable[int], trials_per_task: int) -> tuple[float, float]:
+    """``(successes, n)`` to feed ``wilson_interval`` / ``h50_summary`` when each of T tasks was tried
+    ``trials_per_task`` times (m; the same held-out task scored once per seed) and its trials are not
+    independent: n shrunk to the effective sample size ``n / deff`` (Kish's design effect, ``deff`` =
+    the between-task variance of the pooled rate over its binomial variance, floored at 1 so the
+    interval never narrows), successes shrunk with it so the rate is unchanged.
+
+    The between-task variance is that of a mean of T task means, ``sum((y_t/m - p)^2) / (T (T-1))``.
+    With every task at 0 or m successes (seeds that always agree) n_eff is about T, one trial per
+    task; with seeds that disagree as often as chance, it stays T x m. A rate of 0 or 1, or one task,
+    returns the raw counts (no variance to compare).
+    """
+    ys = [int(y) for y in successes_per_task]
+    m, tasks = int(trials_per_task), len(ys)
+    if m < 1 or any(not 0 <= y <= m for y in ys):
+        raise ValueError(f"clustered_counts needs trials_per_task >= 1 and 0 <= successes <= it, got m={m}, {ys[:5]}")
+    n, wins = tasks * m, sum(ys)
+    if tasks < 2 or wins in (0, n):
+        return float(wins), float(n)
+    p = wins / n
+    between = sum((y / m - p) ** 2 for y in ys) / (tasks * (tasks - 1))
+    deff = max(1.0, between / (p * (1 - p) / n))
+    return wins / deff, n / deff
 
 
 def h50(curve: Mapping[int, float], level: float = 0.5) -> float | None:

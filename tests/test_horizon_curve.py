@@ -7,7 +7,7 @@ import pytest
 from envs.base import HELDOUT_EVERY, is_heldout
 from rl.build import build_task_source
 from rl.config import EnvConfig, EvalConfig
-from rl.curve_stats import (h50, h50_summary, mcnemar_exact_p, paired_comparison, paired_difference_ci, pass_at_k,
+from rl.curve_stats import (clustered_counts, h50, h50_summary, mcnemar_exact_p, paired_comparison, paired_difference_ci, pass_at_k,
                             wilson_interval)
 from rl.evaluate import eval_tasks
 
@@ -31,6 +31,22 @@ def test_wilson_interval_hand_worked():
     assert wilson_interval(50, 50)[1] == 1.0 and wilson_interval(10, 10)[1] == 1.0  # exact ends
     assert wilson_interval(0, 3)[0] == 0.0
     assert wilson_interval(0, 0) == (0.0, 1.0)
+
+
+def test_clustered_counts_shrink_n_by_the_design_effect_hand_worked():
+    # 4 tasks x 2 seeds, seeds always agree: p = 4/8; task means 1, 1, 0, 0 -> between-task variance
+    # 4 x 0.25 / (4 x 3) = 1/12; binomial 0.25 / 8 = 1/32; deff 8/3 -> n 8 / (8/3) = 3, successes 1.5
+    assert clustered_counts([2, 2, 0, 0], 2) == pytest.approx((1.5, 3.0))
+    # 3 tasks: means 1, 0.5, 0 -> (0.25 + 0 + 0.25) / (3 x 2) = 1/12 over 0.25 / 6 = 1/24: deff 2
+    assert clustered_counts([2, 1, 0], 2) == pytest.approx((1.5, 3.0))
+    # every task 1 of 2: no between-task variance, deff floored at 1 -> the raw counts
+    assert clustered_counts([1, 1, 1, 1], 2) == (4.0, 8.0)
+    assert clustered_counts([0, 0, 0], 2) == (0.0, 6.0) and clustered_counts([1], 2) == (1.0, 2.0)
+    # the rate is kept, the interval widens: Wilson(1.5, 3) is wider than Wilson(4, 8)
+    (lo, hi), (raw_lo, raw_hi) = wilson_interval(*clustered_counts([2, 2, 0, 0], 2)), wilson_interval(4, 8)
+    assert lo < raw_lo and hi > raw_hi
+    with pytest.raises(ValueError, match="successes <= it"):
+        clustered_counts([3, 0], 2)
 
 
 def test_h50_interpolates_in_log2_horizon():
