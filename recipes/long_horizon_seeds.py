@@ -74,13 +74,14 @@ def curves_from_completions(eval_dir: Path, all_steps: bool) -> dict[str, dict]:
 
 def pooled_curves(run_dirs: list[Path], all_steps: bool = False) -> dict[str, dict]:
     """``{model: {"pass@1": {h: rate}, "pass@1_ci": {h: [lo, hi]}, "n": {h: trials}, "n_eff": {h: n},
-    "h50": ..., "seeds": [{h: rate}, ...]}}`` over the models every run scored, horizons every run
+    "clustered": {h: bool}, "h50": ..., "seeds": [{h: rate}, ...]}}`` over the models every run scored, horizons every run
     shares (``all_steps``: a success needs every step right, read off the completions).
 
     Every seed scores the same held-out tasks, so one task's results over seeds are not independent
     trials. Where every run kept completions of the model, the intervals (and h50's) take the task as
     the cluster: Wilson on the effective sample size (``clustered_counts``; ``n_eff`` <= ``n``);
-    otherwise (curve JSONs only) every (seed, task) counts as one trial and ``n_eff`` is ``n``.
+    otherwise (curve JSONs only, or completions that do not match the curve's counts, said on
+    stderr) every (seed, task) counts as one trial, ``n_eff`` is ``n`` and ``clustered`` false.
     """
     from rl.curve_stats import clustered_counts
 
@@ -93,35 +94,41 @@ def pooled_curves(run_dirs: list[Path], all_steps: bool = False) -> dict[str, di
         curves = [r[model] for r in runs]
         hs = sorted(set.intersection(*(set(c["pass@1"]) for c in curves)), key=int)
         per_task = _successes_per_task([completion_rows(d / "eval", model, all_steps) for d in run_dirs])
-        counts, effective = {}, {}
+        counts, effective, clustered = {}, {}, {}
         for h in hs:
             wins = sum(round(c["pass@1"][h] * c["n_per_horizon"][h]) for c in curves)
             counts[int(h)] = (wins, sum(c["n_per_horizon"][h] for c in curves))
-            tasks = (per_task or {}).get(int(h))
-            effective[int(h)] = (clustered_counts(tasks, len(run_dirs))
-                                 if tasks and len(tasks) * len(run_dirs) == counts[int(h)][1] else counts[int(h)])
+            tasks = per_task.get(int(h))
+            # the completions must hold the very trials the curve counts, or the interval would sit
+            # around another rate than the pass@1 shown
+            clustered[int(h)] = bool(tasks) and (sum(tasks), len(tasks) * len(run_dirs)) == counts[int(h)]
+            if tasks and not clustered[int(h)]:
+                print(f"{model} h={h}: the kept completions do not match the curve's counts "
+                      f"({sum(tasks)}/{len(tasks) * len(run_dirs)} vs {counts[int(h)][0]}/{counts[int(h)][1]}): "
+                      "interval with every (seed, task) as one trial", file=sys.stderr)
+            effective[int(h)] = clustered_counts(tasks, len(run_dirs)) if clustered[int(h)] else counts[int(h)]
         summary = h50_summary(effective)
         out[model] = {"pass@1": {h: w / n for h, (w, n) in counts.items()},
                       "pass@1_ci": {h: list(wilson_interval(w, n)) for h, (w, n) in effective.items()},
                       "n": {h: n for h, (_, n) in counts.items()},
-                      "n_eff": {h: round(n, 1) for h, (_, n) in effective.items()},
+                      "n_eff": {h: round(n, 1) for h, (_, n) in effective.items()}, "clustered": clustered,
                       "h50": summary["h50"], "h50_ci": [summary["low"], summary["high"]],
                       "h50_censored": summary["censored"],
                       "seeds": [{int(h): c["pass@1"][h] for h in hs} for c in curves]}
     return out
 
 
-def _successes_per_task(rows_per_run: list[list[dict] | None]) -> dict[int, list[int]] | None:
-    """``{horizon: [seeds that solved task t, ...]}`` when every run kept completions of the same
-    tasks; None otherwise (a run without completions, or different task sets)."""
+def _successes_per_task(rows_per_run: list[list[dict] | None]) -> dict[int, list[int]]:
+    """``{horizon: [seeds that solved task t, ...]}`` over the horizons at which every run kept
+    completions of the same tasks (empty when some run kept none)."""
     if any(rows is None for rows in rows_per_run):
-        return None
+        return {}
     solved = [{(int(r["horizon"]), str(r["task_id"])): bool(r["solved"]) for r in rows} for rows in rows_per_run]
-    if any(s.keys() != solved[0].keys() for s in solved):
-        return None
     out: dict[int, list[int]] = {}
-    for key in sorted(solved[0]):
-        out.setdefault(key[0], []).append(sum(s[key] for s in solved))
+    for h in sorted({h for s in solved for h, _ in s}):
+        keys = [sorted(k for k in s if k[0] == h) for s in solved]
+        if all(k == keys[0] for k in keys):
+            out[h] = [sum(s[key] for s in solved) for key in keys[0]]
     return out
 
 

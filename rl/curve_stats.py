@@ -53,20 +53,25 @@ def clustered_counts(successes_per_task: Iterable[int], trials_per_task: int) ->
     ``trials_per_task`` times (m; the same held-out task scored once per seed) and its trials are not
     independent: n shrunk to the effective sample size ``n / deff`` (Kish's design effect, ``deff`` =
     the between-task variance of the pooled rate over its binomial variance, floored at 1 so the
-    interval never narrows), successes shrunk with it so the rate is unchanged.
+    interval never narrows), successes shrunk with it so the rate is unchanged. This is Korn and
+    Graubard's (1998) effective-sample-size interval with Wilson in place of Clopper-Pearson and
+    without their t-quantile correction (negligible at T ~ 100).
 
     The between-task variance is that of a mean of T task means, ``sum((y_t/m - p)^2) / (T (T-1))``.
-    With every task at 0 or m successes (seeds that always agree) n_eff is about T, one trial per
-    task; with seeds that disagree as often as chance, it stays T x m. A rate of 0 or 1, or one task,
-    returns the raw counts (no variance to compare).
+    With every task at 0 or m successes (seeds that always agree) n_eff is T - 1; with seeds that
+    disagree as often as chance it stays T x m. A rate of 0 or 1 carries no variance to compare, so
+    it counts each task once (n = T, the widest reading); one task returns the raw counts.
     """
-    ys = [int(y) for y in successes_per_task]
-    m, tasks = int(trials_per_task), len(ys)
-    if m < 1 or any(not 0 <= y <= m for y in ys):
-        raise ValueError(f"clustered_counts needs trials_per_task >= 1 and 0 <= successes <= it, got m={m}, {ys[:5]}")
+    ys, m = list(successes_per_task), trials_per_task
+    if not (isinstance(m, int) and m >= 1) or any(not (isinstance(y, int) and 0 <= y <= m) for y in ys):
+        raise ValueError(f"clustered_counts needs an integer trials_per_task >= 1 and integer 0 <= successes <= it, "
+                         f"got m={m}, {ys[:5]}")
+    tasks = len(ys)
     n, wins = tasks * m, sum(ys)
-    if tasks < 2 or wins in (0, n):
+    if tasks < 2:
         return float(wins), float(n)
+    if wins in (0, n):
+        return float(wins // m), float(tasks)
     p = wins / n
     between = sum((y / m - p) ** 2 for y in ys) / (tasks * (tasks - 1))
     deff = max(1.0, between / (p * (1 - p) / n))
@@ -93,7 +98,7 @@ def h50(curve: Mapping[int, float], level: float = 0.5) -> float | None:
     return float(hs[-1])
 
 
-def h50_summary(counts: Mapping[int, tuple[float, int]], level: float = 0.5) -> dict:
+def h50_summary(counts: Mapping[int, tuple[float, float]], level: float = 0.5) -> dict:
     """``h50`` of the rates ``successes / n`` per horizon, with an interval read off the curves of
     the per-horizon Wilson bounds: the lower-bound curve crosses first (``low``), the upper-bound
     curve last (``high``).

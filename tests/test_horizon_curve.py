@@ -41,12 +41,16 @@ def test_clustered_counts_shrink_n_by_the_design_effect_hand_worked():
     assert clustered_counts([2, 1, 0], 2) == pytest.approx((1.5, 3.0))
     # every task 1 of 2: no between-task variance, deff floored at 1 -> the raw counts
     assert clustered_counts([1, 1, 1, 1], 2) == (4.0, 8.0)
-    assert clustered_counts([0, 0, 0], 2) == (0.0, 6.0) and clustered_counts([1], 2) == (1.0, 2.0)
+    # a rate of 0 or 1 has no variance to read the clustering from: each task counts once
+    assert clustered_counts([0, 0, 0], 2) == (0.0, 3.0) and clustered_counts([2, 2], 2) == (2.0, 2.0)
+    assert clustered_counts([1], 2) == (1.0, 2.0)
     # the rate is kept, the interval widens: Wilson(1.5, 3) is wider than Wilson(4, 8)
     (lo, hi), (raw_lo, raw_hi) = wilson_interval(*clustered_counts([2, 2, 0, 0], 2)), wilson_interval(4, 8)
     assert lo < raw_lo and hi > raw_hi
     with pytest.raises(ValueError, match="successes <= it"):
         clustered_counts([3, 0], 2)
+    with pytest.raises(ValueError, match="integer 0 <= successes"):
+        clustered_counts([1.5, 0], 2)
 
 
 def test_h50_interpolates_in_log2_horizon():

@@ -188,6 +188,7 @@ def test_seeds_pool_counts_over_runs(tmp_path, capsys):
     # = .0211 against .24 / 20 = .012, deff 1.76 -> n 11.4; SFT at h4 (tasks 0-1 on one seed only)
     # agrees less than chance: deff floored at 1, n stays 20 and the interval is Wilson(2, 20)
     assert pooled["RL"]["n_eff"] == {1: 19.0, 4: 11.4} and pooled["SFT"]["n_eff"] == {1: 11.8, 4: 20.0}
+    assert pooled["RL"]["clustered"] == {1: True, 4: True}
     # h50: RL crosses 0.5 past h=4 (censored at 4); SFT between 1 and 4, log2-linear: 2^(2 * 0.2 / 0.6)
     assert pooled["RL"]["h50"] == 4.0 and pooled["SFT"]["h50"] == pytest.approx(2 ** (0.4 / 0.6), abs=1e-3)
     assert long_horizon_seeds.main([str(d) for d in runs] + ["--out", str(tmp_path / "pooled")]) == 0
