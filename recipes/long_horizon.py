@@ -9,7 +9,8 @@ against the control: the same extra minutes spent on more SFT.
 Stages (each skipped on ``--resume`` once done; ``state.json`` records them):
 
 1. ``eval_base``: the base model's horizon curve on held-out tasks (``horizon eval``).
-2. ``distill``: oracle traces (h 1..4) -> SFT of a LoRA (TRL) -> merged student in ``distill/model``.
+2. ``distill``: oracle traces (h 1..4) -> SFT of a LoRA (TRL) -> merged student in ``distill/model``;
+   with ``--student_from DIR`` (another run's ``distill/`` or ``control/``) that SFT is the student.
 3. ``eval_sft``: the student's curve.
 4. ``rl``: GRPO from the student for ``rl_minutes`` of loop time (the preset samples every
    horizon 1-8; ``rl.curriculum`` moves a window instead). With ``anchor_student_traces`` each
@@ -63,8 +64,11 @@ class LongHorizonConfig:
     seed: int = 0
     rl_minutes: float = 10.0  # GRPO loop time; the control gets the same seconds of SFT
     # RL also takes the SFT loss on the student's own distillation traces in every update
-    # (rl.anchor.traces set to <output_dir>/distill/traces; rl.anchor.coef etc. still apply)
+    # (rl.anchor.traces set to <student dir>/traces; rl.anchor.coef etc. still apply)
     anchor_student_traces: bool = False
+    # start from an SFT made elsewhere instead of distilling: a distil output dir (model/, traces/,
+    # summary.json), e.g. another run's distill/ or control/ ("RL after SFT has converged")
+    student_from: str | None = None
     # the precision every target is scored in (the same for all, so the curves compare): bf16
     # would round the SFT and RL weight deltas differently
     eval_dtype: Literal["auto", "float32", "bfloat16"] = "float32"
@@ -98,6 +102,19 @@ def evaluate(cfg: LongHorizonConfig, out: Path, targets: dict[str, str]) -> dict
     return json.loads((out / "eval" / "horizon_curve.json").read_text())["curves"]
 
 
+def student_summary(path: Path) -> dict:
+    """The SFT summary (steps, seconds) of the distil output dir ``path``, checked to hold a merged
+    model and its traces; raises ``ConfigError`` naming ``student_from`` otherwise."""
+    from rl.errors import ConfigError
+
+    missing = [p for p in ("model/config.json", "traces", "summary.json") if not (path / p).exists()]
+    summary = json.loads((path / "summary.json").read_text()).get("sft") if "summary.json" not in missing else None
+    if missing or not (isinstance(summary, dict) and summary.get("steps")):
+        raise ConfigError(f"config key 'student_from': '{path}' is not a finished distil output dir (missing "
+                          f"{missing or ['an sft entry in summary.json']}): name a run's distill/ or control/ dir")
+    return summary
+
+
 def run(cfg: LongHorizonConfig, resume: bool) -> Path:
     from rl.distill.pipeline import distill
     from rl.errors import ConfigError
@@ -106,6 +123,8 @@ def run(cfg: LongHorizonConfig, resume: bool) -> Path:
     from long_horizon_report import write_report
 
     check_model_available(cfg.model)
+    given = Path(cfg.student_from).resolve() if cfg.student_from else None
+    given_summary = student_summary(given) if given else None
     out = Path(cfg.output_dir)
     if out.exists() and (out / "state.json").exists() and not resume:
         raise ConfigError(f"output_dir '{out}' already holds a run: pass --resume to continue it, "
@@ -116,9 +135,10 @@ def run(cfg: LongHorizonConfig, resume: bool) -> Path:
     save_config(cfg, out / "config.yaml")
     stages = Stages(out)
     want = set(cfg.stages)
-    student = str((out / "distill" / "model").resolve())  # absolute: the RL run's config names it
+    sft_dir = given or out / "distill"
+    student = str((sft_dir / "model").resolve())  # absolute: the RL run's config names it
     made = {"SFT": student, "RL": str(out / "rl"), "SFT-more": str(out / "control")}
-    ready = {"SFT": lambda: (out / "distill" / "model" / "config.json").exists(),
+    ready = {"SFT": lambda: (sft_dir / "model" / "config.json").exists(),
              "RL": lambda: any((out / "rl" / "checkpoints").glob("step_*")),
              "SFT-more": lambda: (out / "control" / "model" / "config.json").exists()}
 
@@ -138,13 +158,17 @@ def run(cfg: LongHorizonConfig, resume: bool) -> Path:
     stage("eval_base", lambda: evaluate(cfg, out, targets())["base"]["h50"])
     distill_cfg = replace(cfg.distill, model=cfg.model, output_dir=str(out / "distill"), seed=cfg.seed,
                           stages=["traces", "sft"], env=cfg.distill.env)
-    stage("distill", lambda: json.loads(Path(distill(distill_cfg, resume=True)).joinpath("summary.json")
-                                        .read_text())["sft"])
+    if given:  # the student is made already: its summary stands for the stage (the control's pace)
+        if not stages.done("distill"):
+            stages.record("distill", {"value": {**given_summary, "from": str(given)}, "minutes": 0.0})
+    else:
+        stage("distill", lambda: json.loads(Path(distill(distill_cfg, resume=True)).joinpath("summary.json")
+                                            .read_text())["sft"])
     stage("eval_sft", lambda: evaluate(cfg, out, targets())["SFT"]["h50"])
 
     anchor = cfg.rl.anchor
     if cfg.anchor_student_traces:
-        anchor = replace(anchor, traces=str((out / "distill" / "traces").resolve()))
+        anchor = replace(anchor, traces=str((sft_dir / "traces").resolve()))
     rl_cfg = replace(cfg.rl, model=student, output_dir=str(out / "rl"), seed=cfg.seed,
                      max_train_s=cfg.rl_minutes * 60, anchor=anchor)
     stage("rl", lambda: str(train(rl_cfg, resume=(out / "rl" / "metrics.jsonl").exists())))

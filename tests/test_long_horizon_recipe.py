@@ -98,6 +98,32 @@ def test_stages_without_eval_base_leave_the_base_model_unscored(tmp_path):
     assert list(curves) == ["SFT"]
 
 
+def test_rl_starts_from_an_sft_made_by_another_run(tmp_path, capsys):
+    import long_horizon
+
+    first, second = tmp_path / "first", tmp_path / "second"
+    assert long_horizon.main(["--preset", "quick", "--output_dir", str(first), *TINY, "--stages", "[distill]"]) == 0
+    # a dir that is not a finished distil output is refused before anything is made
+    assert long_horizon.main(["--preset", "quick", "--output_dir", str(second), *TINY,
+                              "--student_from", str(first / "rl")]) == 2
+    assert "student_from" in capsys.readouterr().err and not second.exists()
+    assert long_horizon.main(["--preset", "quick", "--output_dir", str(second), *TINY, "--anchor_student_traces",
+                              "true", "--student_from", str(first / "distill"),
+                              "--stages", "[eval_sft, rl, control]"]) == 0
+    state = json.loads((second / "state.json").read_text())
+    assert list(state) == ["distill", "eval_sft", "rl", "control"] and not (second / "distill").exists()
+    # the first run's SFT is the student: RL starts from it and anchors on its traces, the control
+    # continues it at its own pace
+    assert state["distill"]["value"]["from"] == str((first / "distill").resolve())
+    assert state["distill"]["value"]["steps"] == 2
+    rl_config = (second / "rl" / "config.yaml").read_text()
+    assert str((first / "distill" / "model").resolve()) in rl_config
+    assert str((first / "distill" / "traces").resolve()) in rl_config
+    assert str((first / "distill" / "model").resolve()) in (second / "control" / "config.yaml").read_text()
+    curves = json.loads((second / "eval" / "horizon_curve.json").read_text())["curves"]
+    assert curves["SFT"]["target"] == "SFT" and curves["SFT"]["path"] == str((first / "distill" / "model").resolve())
+
+
 def test_anchor_on_the_students_traces_and_an_explicit_anchor_are_exclusive(tmp_path, capsys):
     import long_horizon
 
