@@ -159,11 +159,9 @@ def run(cfg: LongHorizonConfig, resume: bool) -> Path:
     distill_cfg = replace(cfg.distill, model=cfg.model, output_dir=str(out / "distill"), seed=cfg.seed,
                           stages=["traces", "sft"], env=cfg.distill.env)
     if given:  # the student is made already: its summary stands for the stage (the control's pace)
-        if not stages.done("distill"):
-            stages.record("distill", {"value": {**given_summary, "from": str(given)}, "minutes": 0.0})
-    else:
-        stage("distill", lambda: json.loads(Path(distill(distill_cfg, resume=True)).joinpath("summary.json")
-                                            .read_text())["sft"])
+        want.add("distill")
+    stage("distill", lambda: {**given_summary, "from": str(given)} if given else
+          json.loads(Path(distill(distill_cfg, resume=True)).joinpath("summary.json").read_text())["sft"])
     stage("eval_sft", lambda: evaluate(cfg, out, targets())["SFT"]["h50"])
 
     anchor = cfg.rl.anchor

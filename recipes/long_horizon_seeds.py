@@ -54,28 +54,23 @@ def completion_rows(eval_dir: Path, label: str, all_steps: bool = False) -> list
     return [{**r, "solved": bool(r["solved"]) and row_all_steps_right(r)} for r in rows]
 
 
-def curves_from_completions(eval_dir: Path, all_steps: bool) -> dict[str, dict]:
-    """``{label: {"pass@1": {h: rate}, "n_per_horizon": {h: n}}}`` (string horizons, as in
-    ``horizon_curve.json``) of every model in ``ORDER`` that kept completions in ``eval_dir``."""
-    out = {}
-    for label in ORDER:
-        rows = completion_rows(eval_dir, label, all_steps)
-        if rows is None:
-            continue
-        n: dict[str, int] = {}
-        wins: dict[str, int] = {}
-        for r in rows:
-            h = str(r["horizon"])
-            n[h] = n.get(h, 0) + 1
-            wins[h] = wins.get(h, 0) + bool(r["solved"])
-        out[label] = {"pass@1": {h: wins[h] / n[h] for h in n}, "n_per_horizon": n}
-    return out
+def curve_from_rows(rows: list[dict]) -> dict:
+    """``{"pass@1": {h: rate}, "n_per_horizon": {h: n}}`` (string horizons, as in
+    ``horizon_curve.json``) of one model's kept completions."""
+    n: dict[str, int] = {}
+    wins: dict[str, int] = {}
+    for r in rows:
+        h = str(r["horizon"])
+        n[h] = n.get(h, 0) + 1
+        wins[h] = wins.get(h, 0) + bool(r["solved"])
+    return {"pass@1": {h: wins[h] / n[h] for h in n}, "n_per_horizon": n}
 
 
 def pooled_curves(run_dirs: list[Path], all_steps: bool = False) -> dict[str, dict]:
     """``{model: {"pass@1": {h: rate}, "pass@1_ci": {h: [lo, hi]}, "n": {h: trials}, "n_eff": {h: n},
-    "clustered": {h: bool}, "h50": ..., "seeds": [{h: rate}, ...]}}`` over the models every run scored, horizons every run
-    shares (``all_steps``: a success needs every step right, read off the completions).
+    "clustered": {h: bool}, "h50": ..., "seeds": [{h: rate}, ...]}}`` over the models every run
+    scored, horizons every run shares (``all_steps``: a success needs every step right, read off the
+    completions).
 
     Every seed scores the same held-out tasks, so one task's results over seeds are not independent
     trials. Where every run kept completions of the model, the intervals (and h50's) take the task as
@@ -85,28 +80,36 @@ def pooled_curves(run_dirs: list[Path], all_steps: bool = False) -> dict[str, di
     """
     from rl.curve_stats import clustered_counts
 
-    runs = [curves_from_completions(d / "eval", True) if all_steps else
-            json.loads((d / "eval" / "horizon_curve.json").read_text())["curves"] for d in run_dirs]
+    kept: list[dict[str, list[dict] | None]] = [{} for _ in run_dirs]
+
+    def rows(i: int, model: str) -> list[dict] | None:  # each run's completions read once per model
+        if model not in kept[i]:
+            kept[i][model] = completion_rows(run_dirs[i] / "eval", model, all_steps)
+        return kept[i][model]
+
+    runs = [{m: curve_from_rows(rows(i, m)) for m in ORDER if rows(i, m) is not None} if all_steps else
+            json.loads((d / "eval" / "horizon_curve.json").read_text())["curves"] for i, d in enumerate(run_dirs)]
     models = [m for m in ORDER if all(m in r for r in runs)]
     models += [m for m in runs[0] if m not in models and all(m in r for r in runs)]
     out = {}
     for model in models:
         curves = [r[model] for r in runs]
         hs = sorted(set.intersection(*(set(c["pass@1"]) for c in curves)), key=int)
-        per_task = _successes_per_task([completion_rows(d / "eval", model, all_steps) for d in run_dirs])
+        per_task = _successes_per_task([rows(i, model) for i in range(len(run_dirs))])
         counts, effective, clustered = {}, {}, {}
-        for h in hs:
-            wins = sum(round(c["pass@1"][h] * c["n_per_horizon"][h]) for c in curves)
-            counts[int(h)] = (wins, sum(c["n_per_horizon"][h] for c in curves))
-            tasks = per_task.get(int(h))
+        for key in hs:
+            h = int(key)
+            counts[h] = (sum(round(c["pass@1"][key] * c["n_per_horizon"][key]) for c in curves),
+                         sum(c["n_per_horizon"][key] for c in curves))
+            tasks = per_task.get(h)
             # the completions must hold the very trials the curve counts, or the interval would sit
             # around another rate than the pass@1 shown
-            clustered[int(h)] = bool(tasks) and (sum(tasks), len(tasks) * len(run_dirs)) == counts[int(h)]
-            if tasks and not clustered[int(h)]:
+            clustered[h] = bool(tasks) and (sum(tasks), len(tasks) * len(run_dirs)) == counts[h]
+            if tasks and not clustered[h]:
                 print(f"{model} h={h}: the kept completions do not match the curve's counts "
-                      f"({sum(tasks)}/{len(tasks) * len(run_dirs)} vs {counts[int(h)][0]}/{counts[int(h)][1]}): "
+                      f"({sum(tasks)}/{len(tasks) * len(run_dirs)} vs {counts[h][0]}/{counts[h][1]}): "
                       "interval with every (seed, task) as one trial", file=sys.stderr)
-            effective[int(h)] = clustered_counts(tasks, len(run_dirs)) if clustered[int(h)] else counts[int(h)]
+            effective[h] = clustered_counts(tasks, len(run_dirs)) if clustered[h] else counts[h]
         summary = h50_summary(effective)
         out[model] = {"pass@1": {h: w / n for h, (w, n) in counts.items()},
                       "pass@1_ci": {h: list(wilson_interval(w, n)) for h, (w, n) in effective.items()},

@@ -7,8 +7,8 @@ import pytest
 from envs.base import HELDOUT_EVERY, is_heldout
 from rl.build import build_task_source
 from rl.config import EnvConfig, EvalConfig
-from rl.curve_stats import (clustered_counts, h50, h50_summary, mcnemar_exact_p, paired_comparison, paired_difference_ci, pass_at_k,
-                            wilson_interval)
+from rl.curve_stats import (clustered_counts, h50, h50_summary, mcnemar_exact_p, paired_comparison,
+                            paired_difference_ci, pass_at_k, wilson_interval)
 from rl.evaluate import eval_tasks
 
 
