@@ -99,6 +99,55 @@ def test_dynamic_sampling_refills_with_new_prompts():
     assert len(groups) == 3 and dropped == [] and metrics == {}
 
 
+
+def _labelled_group(answers_right: bool, labels_g: list[list[int]]) -> EpisodeGroup:
+    """One group whose episodes all have the same answer verdict and the given exact step labels."""
+    from rl.types import Completion, Outcome, Step, Turn
+
+    episodes = []
+    for labels in labels_g:
+        steps = [Step(f"s{j}", j, j + 1) for j in range(len(labels))]
+        episode = Episode(task=TASK_L, group_id=0, turns=[Turn([], Completion([1] * len(labels), [0.0] * len(labels),
+                                                                              "", "stop"), steps)])
+        episode.outcome = Outcome(score=float(answers_right), correct=answers_right)
+        episode.reward, episode.step_labels = float(answers_right), [bool(x) for x in labels]
+        episodes.append(episode)
+    return EpisodeGroup(TASK_L, episodes)
+
+
+TASK_L = Task(id="l", messages=[], answer="")
+
+
+def test_dynamic_sampling_with_exact_step_labels_keeps_groups_whose_steps_get_credit():
+    """All answers wrong in every group below, so DAPO alone drops them all. first_error credit,
+    by hand: [1,1,0] vs [1,0,0]: step 0 both right (0); step 1 peers 1 and 0, baseline .5 -> +/-.5:
+    kept. [0,1] vs [0,0]: step 0 both wrong (0), no peer reaches step 1: no credit, dropped.
+    to_go credit (DeepSeekMath) normalises over all the group's step rewards, so it ranks steps within
+    one episode too: [0,1] vs [0,0] (rewards [0,1,0,0]) and even two alike [1,0] get credit: kept;
+    only when every step reward of the group is equal ([1,1] twice) is there none."""
+    from rl.algorithms.process import first_error_advantages, process_advantages
+    from rl.trainer.collect import exact_step_credit, informative
+
+    breaks_later, same_break, alike = ([[1, 1, 0], [1, 0, 0]], [[0, 1], [0, 0]], [[1, 0], [1, 0]])
+    assert not informative(_labelled_group(False, breaks_later))  # DAPO's rule alone
+    assert informative(_labelled_group(False, breaks_later), first_error_advantages)
+    assert not informative(_labelled_group(False, same_break), first_error_advantages)
+    assert not informative(_labelled_group(False, alike), first_error_advantages)
+    assert informative(_labelled_group(False, same_break), process_advantages)
+    assert informative(_labelled_group(False, alike), process_advantages)
+    assert not informative(_labelled_group(True, [[1, 1], [1, 1]]), process_advantages)
+    cfg = load_config(TrainConfig, None, ["--algorithm", "dapo", "--reward.prm", "exact",
+                                         "--reward.process_credit", "first_error"])
+    assert exact_step_credit(cfg) is first_error_advantages
+    assert exact_step_credit(load_config(TrainConfig, None, ["--algorithm", "dapo"])) is None
+
+
+def test_dynamic_sampling_refuses_a_learned_prm(tmp_path):
+    """A learned PRM scores steps at train time, after collect has chosen the groups."""
+    (tmp_path / "prm_config.json").write_text("{}")
+    with pytest.raises(ConfigError, match="config key 'algorithm.dynamic_sampling'.*reward.prm: exact"):
+        load_config(TrainConfig, None, ["--algorithm", "dapo", "--reward.prm", str(tmp_path)])
+
 def test_overlong_penalty_is_a_logged_reward_term():
     from rl.types import Completion, Turn
 
@@ -209,14 +258,16 @@ def test_ppo_trains_a_value_head_and_resumes_it(tmp_path, tiny_path, monkeypatch
     assert [r["step"] for r in rows] == [1, 2, 3]
 
 
-def test_dapo_gives_up_after_max_rounds_of_uninformative_groups(tmp_path, tiny_path):
+@pytest.mark.parametrize("prm", [[], ["--reward.prm", "exact", "--reward.process_credit", "first_error"]])
+def test_dapo_gives_up_after_max_rounds_of_uninformative_groups(tmp_path, tiny_path, prm):
     from rl.trainer.loop import train
 
     cfg = load_config(TrainConfig, None, [
         "--model", str(tiny_path), "--output_dir", str(tmp_path / "run"), "--algorithm", "dapo",
         "--rollout.group_size", "2", "--reward.format_weight", "0", "--algorithm.overlong_buffer", "0",
-        "--algorithm.max_sampling_rounds", "2", "--max_steps", "1", *SMALL])
+        "--algorithm.max_sampling_rounds", "2", "--max_steps", "1", *prm, *SMALL])
     (row,) = read_jsonl(train(cfg) / "metrics.jsonl")
-    # tiny-random never answers correctly: every group is all-zero, both rounds are spent
+    # tiny-random never answers correctly and never writes a right first step: every group is
+    # all-zero (and, with exact labels, has no step credit), both rounds are spent
     assert row["dynamic/rounds"] == 2.0 and row["dynamic/dropped_groups"] == 4.0
     assert row["update/skipped_empty"] == 1.0

@@ -15,6 +15,7 @@ import torch
 from rl.rollout.runner import Runner
 from rl.trainer.distributed import ONE, World
 from rl.trainer.given_steps import give_oracle_steps
+from rl.trainer.signals import ProcessReward
 from rl.types import EpisodeGroup
 
 
@@ -26,15 +27,16 @@ def step_seed(seed: int, step: int) -> int:
 def collect(runner: Runner, source, cfg, params, step: int, reward_fn, world: World = ONE) -> tuple[list, list, dict]:
     """Sample and score one step's groups; returns ``(groups, dropped_groups, metrics)``.
 
-    With ``algorithm.dynamic_sampling`` (DAPO), groups whose scored episodes are all correct or
-    all wrong are set aside and new prompts are drawn until ``prompts_per_step`` informative groups are kept
-    or ``max_sampling_rounds`` rounds ran (then the step trains on what it has).
+    With ``algorithm.dynamic_sampling`` (DAPO), groups that carry no signal (``informative``) are
+    set aside and new prompts are drawn until ``prompts_per_step`` informative groups are kept or
+    ``max_sampling_rounds`` rounds ran (then the step trains on what it has).
 
     With several ranks (``world``), every rank draws the same tasks, rolls out and scores its
     share, and gets every rank's scored groups back, in task order: all ranks return the same.
     """
     algo, want = cfg.algorithm, cfg.rollout.prompts_per_step
     kept, dropped, rounds = [], [], 0
+    step_credit = exact_step_credit(cfg) if algo.dynamic_sampling else None
     while len(kept) < want and rounds < (algo.max_sampling_rounds if algo.dynamic_sampling else 1):
         round_seed = step_seed(cfg.seed, step) + 104_729 * rounds
         seed = round_seed + 15_485_863 * world.rank
@@ -50,13 +52,33 @@ def collect(runner: Runner, source, cfg, params, step: int, reward_fn, world: Wo
                     episode.group_id = gid
         rounds += 1
         for group in groups:
-            # DAPO keeps a group when 0 < #correct < G: shaping terms (format, length) alone do not count
-            # (with reward.outcome: all_steps, "correct" is a paid outcome: a lucky answer is not)
-            informative = len({paid(e) for e in group.scored}) > 1
-            (kept if informative or not algo.dynamic_sampling else dropped).append(group)
+            (kept if not algo.dynamic_sampling or informative(group, step_credit) else dropped).append(group)
     metrics = {"dynamic/rounds": float(rounds), "dynamic/dropped_groups": float(len(dropped))} \
         if algo.dynamic_sampling else {}
     return kept, dropped, metrics
+
+
+def informative(group: EpisodeGroup, step_credit=None) -> bool:
+    """Whether dynamic sampling keeps ``group``: DAPO keeps it when 0 < #correct < G (shaping terms
+    such as format or length alone do not count; with ``reward.outcome: all_steps`` "correct" is a
+    paid outcome, so a lucky answer is not). Beyond DAPO, with exact step labels (``step_credit``,
+    the process signal's credit function) a group whose answers are all alike is kept too when
+    some step gets non-zero process credit: all wrong, but some break later than others."""
+    if len({paid(e) for e in group.scored}) > 1:
+        return True
+    if step_credit is None:
+        return False
+    labels = [e.step_labels for e in group.scored if e.step_labels and len(e.step_labels) == len(e.steps)]
+    return any(a != 0.0 for row in step_credit([[float(x) for x in lab] for lab in labels]) for a in row)
+
+
+def exact_step_credit(cfg):
+    """The process signal's credit function when its step rewards are the env's exact labels
+    (``reward.prm: exact``, known once an episode is scored); None otherwise (a learned PRM scores
+    at train time, so collect cannot see its credit)."""
+    if cfg.reward.prm != "exact":
+        return None
+    return ProcessReward.CREDIT[cfg.reward.process_credit]
 
 
 def paid(episode) -> bool:

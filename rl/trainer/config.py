@@ -75,7 +75,9 @@ class AlgorithmConfig:
     epochs: int = 1
     minibatches: int = 1
     drop_zero_advantage_groups: bool = False  # skip all-equal-reward groups (no refill)
-    dynamic_sampling: bool = False  # DAPO: drop all-equal groups and refill with new prompts
+    # DAPO: drop all-equal groups and refill with new prompts (with reward.prm: exact a group whose
+    # answers are alike stays when its steps get process credit)
+    dynamic_sampling: bool = False
     max_sampling_rounds: int = 4  # dynamic sampling: at most this many rollout rounds per step
     overlong_buffer: int = 0  # DAPO soft overlong penalty over the last N tokens of the budget; 0 = off
     overlong_penalty: float = 1.0

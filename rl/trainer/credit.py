@@ -63,9 +63,12 @@ def check_signals(cfg) -> None:
     for cls in classes:
         cls.check(cfg)
         dense = getattr(cls, "dense", None)
-        if dense and cfg.algorithm.dynamic_sampling:
+        # exact step labels are known at collect time, so dynamic sampling can judge their credit
+        # (collect.informative); a learned PRM or a teacher scores at train time
+        if dense and cfg.algorithm.dynamic_sampling and not (dense == "reward.prm" and cfg.reward.prm == "exact"):
             raise ConfigError(f"config key 'algorithm.dynamic_sampling': drops groups whose answers are all "
-                              f"equally correct, but {dense} gives every group a per-token signal: turn one off")
+                              f"equally correct, but {dense} gives such groups a per-token signal scored only "
+                              "at train time: turn one off (with reward.prm: exact the two combine)")
         for other, (key, why) in cls.excludes.items():
             if other in names:
                 raise ConfigError(f"config key '{key}': {why}")
