@@ -99,6 +99,8 @@ def test_dynamic_sampling_refills_with_new_prompts():
     assert len(groups) == 3 and dropped == [] and metrics == {}
 
 
+TASK_L = Task(id="l", messages=[], answer="")
+
 
 def _labelled_group(answers_right: bool, labels_g: list[list[int]]) -> EpisodeGroup:
     """One group whose episodes all have the same answer verdict and the given exact step labels."""
@@ -115,9 +117,6 @@ def _labelled_group(answers_right: bool, labels_g: list[list[int]]) -> EpisodeGr
     return EpisodeGroup(TASK_L, episodes)
 
 
-TASK_L = Task(id="l", messages=[], answer="")
-
-
 def test_dynamic_sampling_with_exact_step_labels_keeps_groups_whose_steps_get_credit():
     """All answers wrong in every group below, so DAPO alone drops them all. first_error credit,
     by hand: [1,1,0] vs [1,0,0]: step 0 both right (0); step 1 peers 1 and 0, baseline .5 -> +/-.5:
@@ -126,7 +125,8 @@ def test_dynamic_sampling_with_exact_step_labels_keeps_groups_whose_steps_get_cr
     one episode too: [0,1] vs [0,0] (rewards [0,1,0,0]) and even two alike [1,0] get credit: kept;
     only when every step reward of the group is equal ([1,1] twice) is there none."""
     from rl.algorithms.process import first_error_advantages, process_advantages
-    from rl.trainer.collect import exact_step_credit, informative
+    from rl.trainer.collect import informative
+    from rl.trainer.signals import ProcessReward
 
     breaks_later, same_break, alike = ([[1, 1, 0], [1, 0, 0]], [[0, 1], [0, 0]], [[1, 0], [1, 0]])
     assert not informative(_labelled_group(False, breaks_later))  # DAPO's rule alone
@@ -138,8 +138,8 @@ def test_dynamic_sampling_with_exact_step_labels_keeps_groups_whose_steps_get_cr
     assert not informative(_labelled_group(True, [[1, 1], [1, 1]]), process_advantages)
     cfg = load_config(TrainConfig, None, ["--algorithm", "dapo", "--reward.prm", "exact",
                                          "--reward.process_credit", "first_error"])
-    assert exact_step_credit(cfg) is first_error_advantages
-    assert exact_step_credit(load_config(TrainConfig, None, ["--algorithm", "dapo"])) is None
+    assert ProcessReward.collect_time_credit(cfg) is first_error_advantages
+    assert ProcessReward.collect_time_credit(load_config(TrainConfig, None, ["--algorithm", "dapo"])) is None
 
 
 def test_dynamic_sampling_refuses_a_learned_prm(tmp_path):
@@ -147,6 +147,7 @@ def test_dynamic_sampling_refuses_a_learned_prm(tmp_path):
     (tmp_path / "prm_config.json").write_text("{}")
     with pytest.raises(ConfigError, match="config key 'algorithm.dynamic_sampling'.*reward.prm: exact"):
         load_config(TrainConfig, None, ["--algorithm", "dapo", "--reward.prm", str(tmp_path)])
+
 
 def test_overlong_penalty_is_a_logged_reward_term():
     from rl.types import Completion, Turn

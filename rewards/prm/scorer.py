@@ -52,6 +52,11 @@ class ExactLabelScorer:
         process credit and counts them in ``prm/fallback_samples``)."""
         for group in groups:
             for episode in group.scored:
-                labels = episode.step_labels
-                ok = bool(labels) and len(labels) == len(episode.steps)
-                episode.step_rewards = [float(x) for x in labels] if ok else None
+                episode.step_rewards = exact_step_rewards(episode)
+
+
+def exact_step_rewards(episode) -> list[float] | None:
+    """``episode``'s exact step labels as step rewards (1.0 right, 0.0 wrong); None when it has no
+    labels or they do not cover its steps."""
+    labels = episode.step_labels
+    return [float(x) for x in labels] if labels and len(labels) == len(episode.steps) else None

@@ -12,6 +12,7 @@ from collections import defaultdict
 
 import torch
 
+from rewards.prm.scorer import exact_step_rewards
 from rl.rollout.runner import Runner
 from rl.trainer.distributed import ONE, World
 from rl.trainer.given_steps import give_oracle_steps
@@ -36,7 +37,7 @@ def collect(runner: Runner, source, cfg, params, step: int, reward_fn, world: Wo
     """
     algo, want = cfg.algorithm, cfg.rollout.prompts_per_step
     kept, dropped, rounds = [], [], 0
-    step_credit = exact_step_credit(cfg) if algo.dynamic_sampling else None
+    step_credit = ProcessReward.collect_time_credit(cfg) if algo.dynamic_sampling else None
     while len(kept) < want and rounds < (algo.max_sampling_rounds if algo.dynamic_sampling else 1):
         round_seed = step_seed(cfg.seed, step) + 104_729 * rounds
         seed = round_seed + 15_485_863 * world.rank
@@ -68,17 +69,8 @@ def informative(group: EpisodeGroup, step_credit=None) -> bool:
         return True
     if step_credit is None:
         return False
-    labels = [e.step_labels for e in group.scored if e.step_labels and len(e.step_labels) == len(e.steps)]
-    return any(a != 0.0 for row in step_credit([[float(x) for x in lab] for lab in labels]) for a in row)
-
-
-def exact_step_credit(cfg):
-    """The process signal's credit function when its step rewards are the env's exact labels
-    (``reward.prm: exact``, known once an episode is scored); None otherwise (a learned PRM scores
-    at train time, so collect cannot see its credit)."""
-    if cfg.reward.prm != "exact":
-        return None
-    return ProcessReward.CREDIT[cfg.reward.process_credit]
+    rewards = [r for r in map(exact_step_rewards, group.scored) if r is not None]
+    return any(a != 0.0 for row in step_credit(rewards) for a in row)
 
 
 def paid(episode) -> bool:

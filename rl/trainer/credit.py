@@ -63,9 +63,10 @@ def check_signals(cfg) -> None:
     for cls in classes:
         cls.check(cfg)
         dense = getattr(cls, "dense", None)
-        # exact step labels are known at collect time, so dynamic sampling can judge their credit
-        # (collect.informative); a learned PRM or a teacher scores at train time
-        if dense and cfg.algorithm.dynamic_sampling and not (dense == "reward.prm" and cfg.reward.prm == "exact"):
+        # dynamic sampling can keep a dense signal's groups only when their credit is known at
+        # collect time (collect.informative)
+        at_collect = getattr(cls, "collect_time_credit", lambda _cfg: None)(cfg)
+        if dense and cfg.algorithm.dynamic_sampling and at_collect is None:
             raise ConfigError(f"config key 'algorithm.dynamic_sampling': drops groups whose answers are all "
                               f"equally correct, but {dense} gives such groups a per-token signal scored only "
                               "at train time: turn one off (with reward.prm: exact the two combine)")

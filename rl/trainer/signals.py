@@ -214,6 +214,13 @@ class ProcessReward:
     def enabled(cfg) -> bool:
         return bool(cfg.reward.prm)
 
+    @classmethod
+    def collect_time_credit(cls, cfg):
+        """The credit function when the step rewards are the env's exact labels (``reward.prm:
+        exact``, known once collect has scored an episode, so dynamic sampling can judge a group's
+        credit); None for a learned PRM, which scores at train time."""
+        return cls.CREDIT[cfg.reward.process_credit] if cfg.reward.prm == "exact" else None
+
     @staticmethod
     def check(cfg) -> None:
         if cfg.reward.prm == "exact":
