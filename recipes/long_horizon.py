@@ -1,7 +1,7 @@
 """The main job: does RL lengthen the horizon? base eval -> distil -> GRPO past the traces -> eval,
 against the control: the same extra minutes spent on more SFT.
 
-    python recipes/long_horizon.py                       # what `make demo` runs (~46 min, 2 CPU cores)
+    python recipes/long_horizon.py                       # what `make demo` runs (~52 min, 2 CPU cores)
     python recipes/long_horizon.py --preset quick        # tiny settings on SmolLM2 (~5 min)
     python recipes/long_horizon.py --seed 1 --output_dir runs/long_horizon_s1
     python recipes/long_horizon.py --resume              # continue where a killed run stopped
@@ -12,8 +12,8 @@ Stages (each skipped on ``--resume`` once done; ``state.json`` records them):
 2. ``distill``: oracle traces (h 1..4) -> SFT of a LoRA (TRL) -> merged student in ``distill/model``;
    with ``--student_from DIR`` (another run's ``distill/`` or ``control/``) that SFT is the student.
 3. ``eval_sft``: the student's curve.
-4. ``rl``: GRPO from the student for ``rl_minutes`` of loop time (the preset samples every
-   horizon 1-8; ``rl.curriculum`` moves a window instead). With ``anchor_student_traces`` each
+4. ``rl``: GRPO from the student for ``rl_minutes`` of loop time (the preset samples h 5-8,
+   past the traces; ``rl.curriculum`` moves a window instead). With ``anchor_student_traces`` each
    update also takes the SFT loss on the student's own traces (``rl.anchor``).
 5. ``eval_rl``: the RL checkpoint's curve.
 6. ``control``: more SFT from the student on fresh oracle traces for the same seconds the RL loop
