@@ -5,6 +5,7 @@ against the control: the same extra minutes spent on more SFT.
     python recipes/long_horizon.py --preset quick        # tiny settings on SmolLM2 (~5 min)
     python recipes/long_horizon.py --seed 1 --output_dir runs/long_horizon_s1
     python recipes/long_horizon.py --resume              # continue where a killed run stopped
+    python recipes/long_horizon.py --resume --redo '[rl, control]' --rl_minutes 30   # longer RL + its control
 
 Stages (each skipped on ``--resume`` once done; ``state.json`` records them):
 
@@ -53,6 +54,7 @@ PRESETS = {"full": ROOT / "recipes" / "configs" / "long_horizon.yaml",
            "quick": ROOT / "recipes" / "configs" / "long_horizon_quick.yaml",
            "hard": ROOT / "recipes" / "configs" / "long_horizon_hard.yaml"}
 STAGES = ("eval_base", "distill", "eval_sft", "rl", "eval_rl", "control", "eval_control", "report")
+REDO = {"rl": ("rl", "eval_rl"), "control": ("control", "eval_control")}  # a redone stage and its eval
 
 
 @dataclass
@@ -73,6 +75,10 @@ class LongHorizonConfig:
     # would round the SFT and RL weight deltas differently
     eval_dtype: Literal["auto", "float32", "bfloat16"] = "float32"
     stages: list[str] = field(default_factory=lambda: list(STAGES))
+    # stages a resumed run does again: "rl" continues from its newest checkpoint up to the (raised)
+    # rl_minutes; "control" trains afresh for the RL loop's seconds now (the old control/ is kept as
+    # control.prev/); each one's eval is redone with it. E.g. --resume --redo '[rl, control]' --rl_minutes 30
+    redo: list[str] = field(default_factory=list)
     # the env whose held-out tasks every eval scores; None: rl.env. Set it (the preset does) so that
     # an RL run sampling other horizons (--rl.env.min_horizon 5) is scored on the same tasks as the
     # student, in the same eval JSON, instead of re-scoring every target on a new env
@@ -85,6 +91,8 @@ class LongHorizonConfig:
         check(self.rl_minutes > 0, "rl_minutes", f"must be > 0, got {self.rl_minutes}")
         unknown = [s for s in self.stages if s not in STAGES]
         check(not unknown, "stages", f"unknown stage(s) {unknown}: choose from {list(STAGES)}")
+        wrong = [s for s in self.redo if s not in REDO or s not in self.stages]
+        check(not wrong, "redo", f"{wrong}: only {list(REDO)} can be redone, and each must be in 'stages'")
         check(not (self.anchor_student_traces and self.rl.anchor.traces), "anchor_student_traces",
               f"anchors RL on the student's own traces, but rl.anchor.traces is also set ('{self.rl.anchor.traces}'): "
               "set one of the two")
@@ -115,6 +123,21 @@ def student_summary(path: Path) -> dict:
     return summary
 
 
+def redo_stages(redo: list[str], stages, out: Path) -> None:
+    """Forget the ``redo`` stages and their evals in ``stages`` (the run's state.json), so that they run
+    again; a redone control's old dir moves to ``control.prev/`` (replacing an older one) so it trains
+    afresh. RL keeps its checkpoints: ``train`` resumes from the newest. The evals re-score a target
+    whose checkpoint step or weights changed (``rl.eval_job.already_scored``)."""
+    import shutil
+
+    for name in redo:
+        for stage in REDO[name]:
+            stages.forget(stage)
+        if name == "control" and (out / "control").exists():
+            shutil.rmtree(out / "control.prev", ignore_errors=True)
+            (out / "control").rename(out / "control.prev")
+
+
 def run(cfg: LongHorizonConfig, resume: bool) -> Path:
     from rl.distill.pipeline import distill
     from rl.errors import ConfigError
@@ -134,6 +157,7 @@ def run(cfg: LongHorizonConfig, resume: bool) -> Path:
 
     save_config(cfg, out / "config.yaml")
     stages = Stages(out)
+    redo_stages(cfg.redo, stages, out)
     want = set(cfg.stages)
     sft_dir = given or out / "distill"
     student = str((sft_dir / "model").resolve())  # absolute: the RL run's config names it

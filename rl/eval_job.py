@@ -173,10 +173,10 @@ def run_eval_job(cfg: EvalJobConfig, resume: bool = False) -> Path:
     doc = load_results(path, job_settings(cfg), "curves", resume)
     doc.pop("paired", None)  # recomputed below from the targets of this job
     for target in targets:
-        if already_scored(doc["curves"].get(target.label), target, cfg):
-            continue  # the same model at the same checkpoint, run the same way: scored already
-        result = evaluate_target(target, cfg)
-        result["run_as"] = target_settings(target, cfg)
+        how = scored_as(target, cfg)
+        if already_scored(doc["curves"].get(target.label), target, how):
+            continue  # the same weights at the same checkpoint, run the same way: scored already
+        result = {**evaluate_target(target, cfg), **how}
         # every greedy generation beside the curve, not in it (the curve JSON stays small)
         atomic_write_text(completions_path(out, target.label),
                           "".join(json.dumps(row) + "\n" for row in result.pop("completions")))
@@ -217,11 +217,35 @@ def target_settings(target: Target, cfg: EvalJobConfig) -> dict[str, Any]:
     return json.loads(json.dumps({"dtype": cfg.dtype, "rope_scaling": to_dict(cfg.rope_scaling)}))
 
 
-def already_scored(done: dict | None, target: Target, cfg: EvalJobConfig) -> bool:
+def weights_digest(target: Target) -> str | None:
+    """SHA-256 over the names and bytes of a local model dir's weight files (``*.safetensors``,
+    ``*.bin``), so that a dir written again since it was scored (a stage rerun into the same output
+    dir) is scored again. None for a built-in model name (its converted weights never change) and for
+    a run target (its checkpoint step names the weights). Reading 0.5 GB takes about a second."""
+    import hashlib
+
+    if target.kind == "run" or not Path(target.path).is_dir():
+        return None
+    digest = hashlib.sha256()
+    for file in sorted(f for f in Path(target.path).iterdir() if f.suffix in (".safetensors", ".bin")):
+        digest.update(file.name.encode())
+        with file.open("rb") as fh:
+            digest.update(hashlib.file_digest(fh, "sha256").digest())
+    return digest.hexdigest()
+
+
+def scored_as(target: Target, cfg: EvalJobConfig) -> dict[str, Any]:
+    """What a stored result keeps to tell whether it still stands: ``run_as`` (``target_settings``) and
+    ``weights`` (``weights_digest``)."""
+    return {"run_as": target_settings(target, cfg), "weights": weights_digest(target)}
+
+
+def already_scored(done: dict | None, target: Target, how: dict[str, Any]) -> bool:
     """Whether ``done`` (a stored result) is this target, at the checkpoint it would load now, run the
-    same way (``target_settings``)."""
+    same way and with the same weights (``how``, from ``scored_as``). A result stored before weight
+    digests were kept (no ``weights`` key) is trusted on its path."""
     return bool(done) and done.get("path") == target.path and done.get("step") == _step_now(target) \
-        and done.get("run_as", {}) == target_settings(target, cfg)
+        and done.get("run_as", {}) == how["run_as"] and done.get("weights", how["weights"]) == how["weights"]
 
 
 def load_results(path: Path, settings: dict[str, Any], section: str, resume: bool) -> dict[str, Any]:

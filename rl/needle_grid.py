@@ -241,7 +241,7 @@ def run_grid_job(cfg, targets, resume: bool = False, threshold: float = EFFECTIV
     """``horizon eval`` for the needle env: the grid of every target (``rl.eval_job.Target``s) on the
     same held-out tasks; returns ``output_dir``. With ``resume``, targets already in
     ``needle_grid.json`` (``already_scored``) are not scored again."""
-    from rl.eval_job import already_scored, job_settings, load_results, load_target, target_settings
+    from rl.eval_job import already_scored, job_settings, load_results, load_target, scored_as
     from rl.run.io import atomic_write_text
 
     out = Path(cfg.output_dir)
@@ -249,11 +249,12 @@ def run_grid_job(cfg, targets, resume: bool = False, threshold: float = EFFECTIV
     path = out / "needle_grid.json"
     doc = load_results(path, {**job_settings(cfg), "threshold": threshold}, "grids", resume)
     for target in targets:
-        if already_scored(doc["grids"].get(target.label), target, cfg):
+        how = scored_as(target, cfg)
+        if already_scored(doc["grids"].get(target.label), target, how):
             continue
         policy, step = load_target(target, cfg)
         result = evaluate_grid(policy, cfg.env, cfg.eval, cfg.reward, threshold=threshold)
-        result.update(target=target.label, path=target.path, step=step, run_as=target_settings(target, cfg))
+        result.update(target=target.label, path=target.path, step=step, **how)
         doc["grids"][target.label] = json.loads(json.dumps(result))
         atomic_write_text(path, json.dumps(doc, indent=1))
         print(format_grid(target.label, result))

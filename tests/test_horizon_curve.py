@@ -279,3 +279,28 @@ def test_stored_results_survive_a_setting_added_later_at_its_default(tmp_path):
     assert load_results(path, changed, "curves", resume=True)["curves"] == {}
     path.write_text(json.dumps({"settings": {**now, "gone": 1}, "curves": {"m": {"h50": 3.0}}}))
     assert load_results(path, now, "curves", resume=True)["curves"] == {}
+
+
+def test_a_model_dir_written_again_is_scored_again(tmp_path):
+    """``already_scored`` keeps a stored result only for the same weights: rewriting a model dir's
+    weight file (a stage rerun into the same dir) changes its digest; a result stored before digests
+    were kept is trusted on its path; run targets are named by their step, not a digest."""
+    from rl.eval_job import EvalJobConfig, Target, already_scored, scored_as
+
+    cfg = EvalJobConfig(targets=["m"])
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / "config.json").write_text("{}")
+    (model / "model.safetensors").write_bytes(b"weights one")
+    target = Target("m", "model", str(model))
+    how = scored_as(target, cfg)
+    stored = {"path": str(model), "step": None, **how}
+    assert already_scored(stored, target, scored_as(target, cfg))
+    (model / "config.json").write_text('{"changed": 1}')  # not a weight file
+    assert already_scored(stored, target, scored_as(target, cfg))
+    (model / "model.safetensors").write_bytes(b"weights two")
+    assert not already_scored(stored, target, scored_as(target, cfg))
+    legacy = {k: v for k, v in stored.items() if k != "weights"}
+    assert already_scored(legacy, target, scored_as(target, cfg))
+    assert not already_scored({**stored, "run_as": {"dtype": "bfloat16"}}, target, how)
+    assert scored_as(Target("r", "run", str(tmp_path)), cfg)["weights"] is None

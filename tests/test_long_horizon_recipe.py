@@ -53,6 +53,22 @@ def test_long_horizon_recipe_end_to_end_and_resume(tmp_path, capsys):
     assert long_horizon.main(["--preset", "quick", "--output_dir", str(out), *TINY]) == 2
     assert "pass --resume" in capsys.readouterr().err
 
+    # --redo: RL continues from its checkpoint to the raised budget, the control trains afresh for
+    # the RL loop's seconds now (the old one kept aside); only their evals are redone
+    assert long_horizon.main(["--preset", "quick", "--output_dir", str(out), *TINY, "--resume",
+                              "--redo", "[rl, control]", "--rl.max_steps", "3"]) == 0
+    redone = json.loads((out / "state.json").read_text())
+    rl_rows = [json.loads(line) for line in (out / "rl" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rl_rows] == [1, 2, 3]
+    assert redone["control"]["value"]["budget_s"] == pytest.approx(rl_rows[-1]["time/train_s"])
+    assert (out / "control.prev" / "model" / "config.json").exists()
+    assert {k: redone[k] for k in ("eval_base", "distill", "eval_sft")} == \
+        {k: state[k] for k in ("eval_base", "distill", "eval_sft")}
+    again = json.loads((out / "eval" / "horizon_curve.json").read_text())["curves"]
+    assert again["RL"]["step"] == 3 and again["SFT"] == curves["SFT"] and again["base"] == curves["base"]
+    printed = capsys.readouterr().out
+    assert "=== long_horizon: rl ===" in printed and "=== long_horizon: distill ===" not in printed
+
     # horizon eval on the run's checkpoint and its base (RUN@0), env taken from the run
     from rl.cli import main
 
@@ -61,7 +77,7 @@ def test_long_horizon_recipe_end_to_end_and_resume(tmp_path, capsys):
                  "--eval.max_new_tokens", "4", "--eval.samples", "3", "--eval.k", "[1, 2]"]) == 0
     doc = json.loads((tmp_path / "ev" / "horizon_curve.json").read_text())
     run_curve = doc["curves"][str(out / "rl")]
-    assert run_curve["step"] == 2 and doc["curves"][f"{out / 'rl'}@0"]["step"] == 0
+    assert run_curve["step"] == 3 and doc["curves"][f"{out / 'rl'}@0"]["step"] == 0
     assert set(run_curve["pass@k"]) == {"1", "2"} and doc["settings"]["env"]["max_horizon"] == 8
     assert run_curve["samples"] == 3 and run_curve["path"] == str(out / "rl")
     for k in ("1", "2"):
@@ -126,6 +142,10 @@ def test_rl_starts_from_an_sft_made_by_another_run(tmp_path, capsys):
 
 def test_anchor_on_the_students_traces_and_an_explicit_anchor_are_exclusive(tmp_path, capsys):
     import long_horizon
+
+    assert long_horizon.main(["--preset", "quick", "--output_dir", str(tmp_path / "lh"), *TINY,
+                              "--redo", "[distill]"]) == 2
+    assert "redo" in capsys.readouterr().err and not (tmp_path / "lh").exists()
 
     assert long_horizon.main(["--preset", "quick", "--output_dir", str(tmp_path / "lh"), *TINY,
                               "--anchor_student_traces", "true", "--rl.anchor.traces", str(tmp_path)]) == 2
