@@ -28,7 +28,7 @@ test: install
 	$(VENV)/bin/lint-imports --no-cache
 	$(PY) -m pytest -q
 
-# the main job (~51 min on 2 CPU cores): base eval -> distil (h 1-4) -> GRPO on h 5-8 -> eval, and
+# the main job (~87 min on 2 CPU cores): base eval -> distil (h 1-4) -> GRPO on h 5-8 -> eval, and
 # the SFT-more control; report in runs/long_horizon/report.md. A second `make demo` resumes.
 demo: install
 	$(PY) recipes/long_horizon.py --resume

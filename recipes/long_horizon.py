@@ -1,7 +1,7 @@
 """The main job: does RL lengthen the horizon? base eval -> distil -> GRPO past the traces -> eval,
 against the control: the same extra minutes spent on more SFT.
 
-    python recipes/long_horizon.py                       # what `make demo` runs (~51 min, 2 CPU cores)
+    python recipes/long_horizon.py                       # what `make demo` runs (~87 min, 2 CPU cores)
     python recipes/long_horizon.py --preset quick        # tiny settings on SmolLM2 (~5 min)
     python recipes/long_horizon.py --seed 1 --output_dir runs/long_horizon_s1
     python recipes/long_horizon.py --resume              # continue where a killed run stopped
