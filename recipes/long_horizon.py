@@ -77,7 +77,8 @@ class LongHorizonConfig:
     stages: list[str] = field(default_factory=lambda: list(STAGES))
     # stages a resumed run does again: "rl" continues from its newest checkpoint up to the (raised)
     # rl_minutes; "control" trains afresh for the RL loop's seconds now (the old control/ is kept as
-    # control.prev/); each one's eval is redone with it. E.g. --resume --redo '[rl, control]' --rl_minutes 30
+    # control.prev.N/); each one's eval is redone with it. E.g. --resume --redo '[rl, control]' --rl_minutes 30.
+    # One-shot: not written to the run's config.yaml; after a kill mid-redo, resume without it
     redo: list[str] = field(default_factory=list)
     # the env whose held-out tasks every eval scores; None: rl.env. Set it (the preset does) so that
     # an RL run sampling other horizons (--rl.env.min_horizon 5) is scored on the same tasks as the
@@ -125,17 +126,15 @@ def student_summary(path: Path) -> dict:
 
 def redo_stages(redo: list[str], stages, out: Path) -> None:
     """Forget the ``redo`` stages and their evals in ``stages`` (the run's state.json), so that they run
-    again; a redone control's old dir moves to ``control.prev/`` (replacing an older one) so it trains
-    afresh. RL keeps its checkpoints: ``train`` resumes from the newest. The evals re-score a target
-    whose checkpoint step or weights changed (``rl.eval_job.already_scored``)."""
-    import shutil
-
+    again; a redone control's old dir moves to ``control.prev.N/`` (the first free N: nothing is
+    deleted) so it trains afresh. RL keeps its checkpoints: ``train`` resumes from the newest. The
+    evals re-score a target whose checkpoint step or weights changed (``rl.eval_job.already_scored``)."""
     for name in redo:
         for stage in REDO[name]:
             stages.forget(stage)
         if name == "control" and (out / "control").exists():
-            shutil.rmtree(out / "control.prev", ignore_errors=True)
-            (out / "control").rename(out / "control.prev")
+            n = next(i for i in range(1, 10_000) if not (out / f"control.prev.{i}").exists())
+            (out / "control").rename(out / f"control.prev.{n}")
 
 
 def run(cfg: LongHorizonConfig, resume: bool) -> Path:
@@ -155,7 +154,7 @@ def run(cfg: LongHorizonConfig, resume: bool) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     from rl.config import save_config
 
-    save_config(cfg, out / "config.yaml")
+    save_config(replace(cfg, redo=[]), out / "config.yaml")  # a redo is one-shot, not part of the run
     stages = Stages(out)
     redo_stages(cfg.redo, stages, out)
     want = set(cfg.stages)

@@ -61,7 +61,8 @@ def test_long_horizon_recipe_end_to_end_and_resume(tmp_path, capsys):
     rl_rows = [json.loads(line) for line in (out / "rl" / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in rl_rows] == [1, 2, 3]
     assert redone["control"]["value"]["budget_s"] == pytest.approx(rl_rows[-1]["time/train_s"])
-    assert (out / "control.prev" / "model" / "config.json").exists()
+    assert (out / "control.prev.1" / "model" / "config.json").exists()
+    assert "redo: []" in (out / "config.yaml").read_text()  # one-shot: a resume from the saved config redoes nothing
     assert {k: redone[k] for k in ("eval_base", "distill", "eval_sft")} == \
         {k: state[k] for k in ("eval_base", "distill", "eval_sft")}
     again = json.loads((out / "eval" / "horizon_curve.json").read_text())["curves"]
