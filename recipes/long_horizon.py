@@ -32,6 +32,7 @@ with every step right, and the report shows where the chains break (the step haz
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import sys
@@ -133,7 +134,7 @@ def redo_stages(redo: list[str], stages, out: Path) -> None:
         for stage in REDO[name]:
             stages.forget(stage)
         if name == "control" and (out / "control").exists():
-            n = next(i for i in range(1, 10_000) if not (out / f"control.prev.{i}").exists())
+            n = next(i for i in itertools.count(1) if not (out / f"control.prev.{i}").exists())
             (out / "control").rename(out / f"control.prev.{n}")
 
 

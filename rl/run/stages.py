@@ -23,9 +23,12 @@ class Stages:
     def record(self, name: str, value: Any) -> None:
         """Mark stage ``name`` done with its result ``value`` (JSON-serialisable)."""
         self.state[name] = value
-        atomic_write_text(self.path, json.dumps(self.state, indent=1))
+        self._save()
 
     def forget(self, name: str) -> None:
         """Mark stage ``name`` not done (it runs again); a stage not done is left as it is."""
         if self.state.pop(name, None) is not None:
-            atomic_write_text(self.path, json.dumps(self.state, indent=1))
+            self._save()
+
+    def _save(self) -> None:
+        atomic_write_text(self.path, json.dumps(self.state, indent=1))
