@@ -5,6 +5,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "recipes"))
@@ -126,7 +127,7 @@ def test_rl_starts_from_an_sft_made_by_another_run(tmp_path, capsys):
     assert "student_from" in capsys.readouterr().err and not second.exists()
     assert long_horizon.main(["--preset", "quick", "--output_dir", str(second), *TINY, "--anchor_student_traces",
                               "true", "--student_from", str(first / "distill"),
-                              "--stages", "[eval_sft, rl, control]"]) == 0
+                              "--control_lr", "0.0003", "--stages", "[eval_sft, rl, control]"]) == 0
     state = json.loads((second / "state.json").read_text())
     assert list(state) == ["distill", "eval_sft", "rl", "control"] and not (second / "distill").exists()
     # the first run's SFT is the student: RL starts from it and anchors on its traces, the control
@@ -136,7 +137,9 @@ def test_rl_starts_from_an_sft_made_by_another_run(tmp_path, capsys):
     rl_config = (second / "rl" / "config.yaml").read_text()
     assert str((first / "distill" / "model").resolve()) in rl_config
     assert str((first / "distill" / "traces").resolve()) in rl_config
-    assert str((first / "distill" / "model").resolve()) in (second / "control" / "config.yaml").read_text()
+    control_config = yaml.safe_load((second / "control" / "config.yaml").read_text())
+    assert control_config["model"] == str((first / "distill" / "model").resolve())
+    assert control_config["sft"]["lr"] == 0.0003  # --control_lr, not the quick preset's 5e-4
     curves = json.loads((second / "eval" / "horizon_curve.json").read_text())["curves"]
     assert curves["SFT"]["target"] == "SFT" and curves["SFT"]["path"] == str((first / "distill" / "model").resolve())
 
