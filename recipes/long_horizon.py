@@ -6,6 +6,7 @@ against the control: the same extra minutes spent on more SFT.
     python recipes/long_horizon.py --seed 1 --output_dir runs/long_horizon_s1
     python recipes/long_horizon.py --resume              # continue where a killed run stopped
     python recipes/long_horizon.py --resume --redo '[rl, control]' --rl_minutes 30   # longer RL + its control
+    python recipes/long_horizon.py --resume --redo '[eval]' --eval.tasks_per_horizon 200   # every target on more tasks
 
 Stages (each skipped on ``--resume`` once done; ``state.json`` records them):
 
@@ -55,7 +56,10 @@ PRESETS = {"full": ROOT / "recipes" / "configs" / "long_horizon.yaml",
            "quick": ROOT / "recipes" / "configs" / "long_horizon_quick.yaml",
            "hard": ROOT / "recipes" / "configs" / "long_horizon_hard.yaml"}
 STAGES = ("eval_base", "distill", "eval_sft", "rl", "eval_rl", "control", "eval_control", "report")
-REDO = {"rl": ("rl", "eval_rl"), "control": ("control", "eval_control")}  # a redone stage and its eval
+EVALS = ("eval_base", "eval_sft", "eval_rl", "eval_control")
+# what --redo NAME forgets in state.json: a stage and its eval, or every eval
+REDO = {"rl": ("rl", "eval_rl"), "control": ("control", "eval_control"), "eval": EVALS}
+KEPT_ASIDE = ("control", "eval")  # a redo of these moves the old dir to <dir>.prev.N/ first
 
 
 @dataclass
@@ -83,6 +87,8 @@ class LongHorizonConfig:
     # stages a resumed run does again: "rl" continues from its newest checkpoint up to the (raised)
     # rl_minutes; "control" trains afresh for the RL loop's seconds now (the old control/ is kept as
     # control.prev.N/); each one's eval is redone with it. E.g. --resume --redo '[rl, control]' --rl_minutes 30.
+    # "eval" scores every target again into a fresh eval/ (the old one kept as eval.prev.N/), e.g. on
+    # more held-out tasks: --resume --redo '[eval]' --eval.tasks_per_horizon 200 --eval.horizons '[6, 8]'.
     # One-shot: not written to the run's config.yaml; after a kill mid-redo, resume without it
     redo: list[str] = field(default_factory=list)
     # the env whose held-out tasks every eval scores; None: rl.env. Set it (the preset does) so that
@@ -99,8 +105,8 @@ class LongHorizonConfig:
               f"must be > 0 (or null for distill.sft.lr), got {self.control_lr}")
         unknown = [s for s in self.stages if s not in STAGES]
         check(not unknown, "stages", f"unknown stage(s) {unknown}: choose from {list(STAGES)}")
-        wrong = [s for s in self.redo if s not in REDO or s not in self.stages]
-        check(not wrong, "redo", f"{wrong}: only {list(REDO)} can be redone, and each must be in 'stages'")
+        wrong = [s for s in self.redo if s not in REDO or not set(REDO[s]) & set(self.stages)]
+        check(not wrong, "redo", f"{wrong}: choose from {list(REDO)}, each with a stage it redoes in 'stages'")
         check(not (self.anchor_student_traces and self.rl.anchor.traces), "anchor_student_traces",
               f"anchors RL on the student's own traces, but rl.anchor.traces is also set ('{self.rl.anchor.traces}'): "
               "set one of the two")
@@ -133,15 +139,16 @@ def student_summary(path: Path) -> dict:
 
 def redo_stages(redo: list[str], stages, out: Path) -> None:
     """Forget the ``redo`` stages and their evals in ``stages`` (the run's state.json), so that they run
-    again; a redone control's old dir moves to ``control.prev.N/`` (the first free N: nothing is
-    deleted) so it trains afresh. RL keeps its checkpoints: ``train`` resumes from the newest. The
-    evals re-score a target whose checkpoint step or weights changed (``rl.eval_job.already_scored``)."""
+    again. A redone control's or eval's old dir moves to ``<dir>.prev.N/`` (the first free N: nothing is
+    deleted), so the control trains afresh and every target is scored anew. RL keeps its checkpoints:
+    ``train`` resumes from the newest. Otherwise the evals re-score only a target whose checkpoint step
+    or weights changed (``rl.eval_job.already_scored``)."""
     for name in redo:
         for stage in REDO[name]:
             stages.forget(stage)
-        if name == "control" and (out / "control").exists():
-            n = next(i for i in itertools.count(1) if not (out / f"control.prev.{i}").exists())
-            (out / "control").rename(out / f"control.prev.{n}")
+        if name in KEPT_ASIDE and (out / name).exists():
+            n = next(i for i in itertools.count(1) if not (out / f"{name}.prev.{i}").exists())
+            (out / name).rename(out / f"{name}.prev.{n}")
 
 
 def run(cfg: LongHorizonConfig, resume: bool) -> Path:

@@ -71,6 +71,18 @@ def test_long_horizon_recipe_end_to_end_and_resume(tmp_path, capsys):
     printed = capsys.readouterr().out
     assert "=== long_horizon: rl ===" in printed and "=== long_horizon: distill ===" not in printed
 
+    # --redo '[eval]': every target scored anew on more tasks, the old eval/ kept aside, nothing trained
+    assert long_horizon.main(["--preset", "quick", "--output_dir", str(out), *TINY, "--resume",
+                              "--redo", "[eval]", "--rl.max_steps", "3", "--eval.tasks_per_horizon", "4"]) == 0
+    printed = capsys.readouterr().out
+    assert "=== long_horizon: eval_sft ===" in printed and "=== long_horizon: rl ===" not in printed
+    kept = json.loads((out / "eval.prev.1" / "horizon_curve.json").read_text())["curves"]
+    assert kept["RL"]["step"] == 3 and kept["SFT"]["n_per_horizon"] == {"1": 3, "2": 3}
+    more = json.loads((out / "eval" / "horizon_curve.json").read_text())["curves"]
+    assert list(more) == ["base", "SFT", "RL", "SFT-more"]
+    assert all(c["n_per_horizon"] == {"1": 4, "2": 4} for c in more.values()) and more["RL"]["step"] == 3
+    assert "(tasks per horizon: {\"1\": 4, \"2\": 4})" in (out / "report.md").read_text()
+
     # horizon eval on the run's checkpoint and its base (RUN@0), env taken from the run
     from rl.cli import main
 
