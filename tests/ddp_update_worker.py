@@ -1,9 +1,10 @@
 """One ``policy_update`` on a fixed batch, in however many processes the launcher started.
 
 Run by ``tests/test_data_parallel.py``: once as a plain process, once under
-``accelerate launch --num_processes 2``; rank 0 saves the trainable weights after the update
-and the update's metrics to ``argv[1]``. The batch (4 prompts x 3 completions of random tokens
-with hand-set advantages) and the LoRA init are seeded, so both runs start identically.
+``accelerate launch --num_processes 2``; rank 0 saves to ``argv[1]`` the trainable weights after
+the update, the update's metrics, and an on-policy distillation teacher's logprobs of the same
+batch with the tokens each rank ran through the teacher. The batch (4 prompts x 3 completions of
+random tokens with hand-set advantages) and the LoRA init are seeded, so both runs start identically.
 """
 
 from __future__ import annotations
@@ -56,8 +57,20 @@ def main(out: str) -> None:
     metrics = policy_update(policy, optimizer, scheduler, batch, advantages, algo, OptimConfig(micro_batch_size=2),
                             max_new_tokens=16, generator=torch.Generator().manual_seed(7), world=world)
     after = {n: p.detach().clone() for n, p in policy.model.named_parameters() if p.requires_grad}
+    # on-policy distillation's teacher pass on the same batch: the ranks split it too (tokens each
+    # rank embedded, gathered) and every rank ends with the whole batch's teacher logprobs
+    from rl.trainer.teacher import TeacherKL
+
+    torch.manual_seed(1)
+    teacher = TeacherKL("tiny-random", policy.tokenizer, coef=1.0, device="cpu", dtype="float32")
+    embedded = []
+    teacher.policy.model.get_input_embeddings().register_forward_hook(
+        lambda module, args, output: embedded.append(args[0].numel()))
+    teacher_lp = teacher.teacher_logprobs(batch)
+    teacher_tokens = world.gather([sum(embedded)])
     if world.is_main:
-        torch.save({"before": before, "after": after, "metrics": metrics, "world_size": world.size}, out)
+        torch.save({"before": before, "after": after, "metrics": metrics, "world_size": world.size,
+                    "teacher_lp": teacher_lp, "teacher_tokens": teacher_tokens}, out)
     world.barrier()
 
 

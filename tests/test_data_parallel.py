@@ -38,7 +38,7 @@ def test_shard_splits_items_contiguously_over_ranks():
 
 
 @pytest.mark.slow
-def test_two_processes_give_the_one_process_lora_update(tmp_path):
+def test_two_processes_give_the_one_process_lora_update_and_teacher_pass(tmp_path):
     worker = str(ROOT / "tests" / "ddp_update_worker.py")
     one = subprocess.run([sys.executable, worker, str(tmp_path / "one.pt")], capture_output=True, text=True,
                          env=_env(), timeout=300)
@@ -56,6 +56,12 @@ def test_two_processes_give_the_one_process_lora_update(tmp_path):
     assert diff <= 1e-3 * change, (diff, change)
     for name in ("loss", "grad_norm", "kl", "entropy", "logprob_mismatch/mean", "logprob_mismatch/max"):
         assert b["metrics"][name] == pytest.approx(a["metrics"][name], rel=1e-4, abs=1e-9), name
+    # the teacher's pass: each rank ran part of the batch, and both hold all of it, as one process
+    assert len(b["teacher_tokens"]) == 2 and 0 < min(b["teacher_tokens"])
+    assert sum(b["teacher_tokens"]) == a["teacher_tokens"][0]
+    assert len(b["teacher_lp"]) == len(a["teacher_lp"]) == 12
+    for x, y in zip(a["teacher_lp"], b["teacher_lp"]):
+        torch.testing.assert_close(x, y, rtol=1e-5, atol=1e-6)
 
 
 def _launch(out: Path, *extra, kill_at: str | None = None, processes: int = 2) -> subprocess.CompletedProcess:

@@ -64,6 +64,57 @@ def test_prm_scorer_failure_is_recorded_not_raised(tiny_prm):
     assert "PRM exploded" in episode.errors[0].message
 
 
+def test_prm_scoring_is_split_over_data_parallel_ranks():
+    """Two ranks holding the same groups each score their share once; after the gather both hold
+    every episode's values (and a failed chunk's error), equal to one process scoring them all."""
+    from rewards.prm.scorer import PRMScorer
+    from rl.trainer.distributed import World
+    from rl.types import Completion, Episode, EpisodeGroup, Step, Task, Turn
+
+    def groups():
+        task = Task(id="t", messages=[{"role": "user", "content": "x"}], answer="1")
+        def episode(e):  # e + 1 steps; the text of step j is "e.j"
+            steps = [Step(f"{e}.{j}", j, j + 1) for j in range(e + 1)]
+            return Episode(task=task, group_id=0, reward=1.0,
+                           turns=[Turn([1], Completion([2] * (e + 1), [0.0] * (e + 1), "a", "stop"), steps=steps)])
+        return [EpisodeGroup(task, [episode(e) for e in range(g * 3, g * 3 + 3)]) for g in range(2)]
+
+    seen: list[str] = []
+
+    class FakePRM:  # P(step right) = 0.1 * episode + 0.01 * step; the chunk holding episode 5 fails
+        def step_scores(self, tokenizer, messages, steps, batch_size):
+            seen.extend(s[0] for s in steps)
+            if any(s[0] == "5.0" for s in steps):
+                raise RuntimeError("PRM exploded")
+            return [[int(t.split(".")[0]) / 10 + int(t.split(".")[1]) / 100 for t in s] for s in steps]
+
+    sent: list = []
+
+    class TwoRanks(World):  # what rank 1 sends reaches rank 0 through the gather, as all_gather_object would
+        def gather(self, local):
+            if self.rank == 1:
+                sent.extend(local)
+                return [*local]
+            return [*local, *sent]
+
+    scorer = PRMScorer.__new__(PRMScorer)
+    scorer.prm, scorer.tokenizer, scorer.batch_size = FakePRM(), None, 3
+    one = groups()
+    scorer.score(one)
+    assert len(seen) == 6
+    seen.clear()
+    scorer.score(groups(), world=TwoRanks(1, 2))
+    assert seen == ["3.0", "4.0", "5.0"]  # rank 1 scored only its half
+    seen.clear()
+    rank0 = groups()
+    scorer.score(rank0, world=TwoRanks(0, 2))
+    assert seen == ["0.0", "1.0", "2.0"]  # and rank 0 only its own, yet holds every result
+    for a, b in zip((e for g in one for e in g.episodes), (e for g in rank0 for e in g.episodes)):
+        assert a.step_rewards == b.step_rewards and [x.message for x in a.errors] == [x.message for x in b.errors]
+    assert rank0[0].episodes[1].step_rewards == pytest.approx([0.1, 0.11])
+    assert rank0[1].episodes[2].step_rewards is None and rank0[1].episodes[2].errors[0].kind == "prm"
+
+
 def test_bad_prm_path_is_a_config_error(tmp_path):
     with pytest.raises(ConfigError, match="reward.prm.*not a saved PRM"):
         load_config(TrainConfig, None, ["--reward.prm", str(tmp_path)])

@@ -20,11 +20,17 @@ class PRMScorer:
         self.batch_size = batch_size
         self.name = str(path)
 
-    def score(self, groups: list[EpisodeGroup]) -> None:
-        """Set ``step_rewards`` on every scored episode with at least one step."""
+    def score(self, groups: list[EpisodeGroup], world=None) -> None:
+        """Set ``step_rewards`` on every scored episode with at least one step. With several
+        data-parallel ranks (``world``, an ``rl.trainer.distributed.World``; every rank holds the same
+        gathered groups) each rank scores its contiguous share and the values, or a chunk's error,
+        are gathered, so every rank ends with all of them, each scored once."""
         episodes = [e for g in groups for e in g.scored if e.steps]
-        for start in range(0, len(episodes), self.batch_size):
-            chunk = episodes[start:start + self.batch_size]
+        mine = world.shard(range(len(episodes))) if world is not None else range(len(episodes))
+        results: list[tuple[int, list[float] | str]] = []  # (episode index, its values or the error)
+        for start in range(0, len(mine), self.batch_size):
+            index = list(mine[start:start + self.batch_size])
+            chunk = [episodes[i] for i in index]
             try:
                 scores = self.prm.step_scores(self.tokenizer, [e.task.messages for e in chunk],
                                               [[s.text for s in e.steps] for e in chunk],
@@ -32,11 +38,15 @@ class PRMScorer:
                 for episode, values in zip(chunk, scores):
                     if len(values) != len(episode.steps):
                         raise ValueError(f"PRM gave {len(values)} scores for {len(episode.steps)} steps")
-                    episode.step_rewards = values
+                results += [(i, [float(v) for v in values]) for i, values in zip(index, scores)]
             except Exception as e:  # noqa: BLE001 - recorded on the episodes, the step goes on
-                for episode in chunk:
-                    episode.step_rewards = None
-                    episode.record_error("prm", f"{type(e).__name__}: {e}")
+                results += [(i, f"{type(e).__name__}: {e}") for i in index]
+        for i, got in (world.gather(results) if world is not None and world.size > 1 else results):
+            if isinstance(got, str):
+                episodes[i].step_rewards = None
+                episodes[i].record_error("prm", got)
+            else:
+                episodes[i].step_rewards = got
 
 
 class ExactLabelScorer:
@@ -46,10 +56,11 @@ class ExactLabelScorer:
 
     name = "exact"
 
-    def score(self, groups: list[EpisodeGroup]) -> None:
+    def score(self, groups: list[EpisodeGroup], world=None) -> None:
         """Set ``step_rewards`` from ``step_labels`` (set by the reward function) on every scored
         episode whose labels cover its steps; others keep none (the signal then gives them no
-        process credit and counts them in ``prm/fallback_samples``)."""
+        process credit and counts them in ``prm/fallback_samples``). Free, so every rank of a
+        data-parallel ``world`` reads them all."""
         for group in groups:
             for episode in group.scored:
                 episode.step_rewards = exact_step_rewards(episode)

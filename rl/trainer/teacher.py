@@ -87,11 +87,13 @@ class TeacherKL:
         return cls(cfg.distill.teacher, policy.tokenizer, cfg.distill.coef, device=cfg.device, dtype=cfg.dtype)
 
     def teacher_logprobs(self, batch: TrainBatch) -> list[torch.Tensor]:
-        """Per-sample 1-D logprobs of every token of the batch under the teacher (no gradient)."""
+        """Per-sample 1-D logprobs of every token of the batch under the teacher (no gradient); with
+        several data-parallel ranks each runs its share of the micro-batches and all are gathered."""
         from rl.trainer.update import reference_pass
 
         old, _, _ = reference_pass(self.policy, batch.samples, batch.temperature, batch.micro_batch_size,
-                                   need_old=True, need_ref=False, share_prompt=batch.share_prompt)
+                                   need_old=True, need_ref=False, share_prompt=batch.share_prompt,
+                                   **({"world": batch.world} if batch.world is not None else {}))
         return [lp.float().cpu() for lp in old]
 
     def __call__(self, batch: TrainBatch) -> SignalOutput:
