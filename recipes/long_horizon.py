@@ -72,7 +72,8 @@ class LongHorizonConfig:
     rl_minutes: float = 10.0  # GRPO loop time; the control gets the same seconds of SFT
     # the control's peak learning rate; None: distill.sft.lr (its cosine restarts there). From a
     # student whose own schedule has annealed, restarting at the distillation's peak costs the
-    # control (measured: 6-step chains .51 -> .46 in 12 min); a lower peak is the fairer control
+    # control (measured: 6-step chains .51 -> .46 in 12 min, -> .35 in 30); a lower peak is the fairer
+    # control there (3e-4, 30 min: .51 -> .49, two seeds; recipes/results/long_horizon_log.md)
     control_lr: float | None = None
     # RL also takes the SFT loss on the student's own distillation traces in every update
     # (rl.anchor.traces set to <student dir>/traces; rl.anchor.coef etc. still apply)
