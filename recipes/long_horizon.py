@@ -106,8 +106,11 @@ class LongHorizonConfig:
               f"must be > 0 (or null for distill.sft.lr), got {self.control_lr}")
         unknown = [s for s in self.stages if s not in STAGES]
         check(not unknown, "stages", f"unknown stage(s) {unknown}: choose from {list(STAGES)}")
-        wrong = [s for s in self.redo if s not in REDO or not set(REDO[s]) & set(self.stages)]
-        check(not wrong, "redo", f"{wrong}: choose from {list(REDO)}, each with a stage it redoes in 'stages'")
+        # rl and control must be in stages themselves (else a redo would forget them and not run them);
+        # eval needs any eval stage
+        wrong = [s for s in self.redo if s not in REDO or not set((s,) if s in STAGES else REDO[s]) & set(self.stages)]
+        check(not wrong, "redo", f"{wrong}: choose from {list(REDO)}; 'rl' and 'control' must be in 'stages', "
+              "'eval' needs an eval stage there")
         check(not (self.anchor_student_traces and self.rl.anchor.traces), "anchor_student_traces",
               f"anchors RL on the student's own traces, but rl.anchor.traces is also set ('{self.rl.anchor.traces}'): "
               "set one of the two")

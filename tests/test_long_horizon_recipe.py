@@ -162,6 +162,10 @@ def test_anchor_on_the_students_traces_and_an_explicit_anchor_are_exclusive(tmp_
     assert long_horizon.main(["--preset", "quick", "--output_dir", str(tmp_path / "lh"), *TINY,
                               "--redo", "[distill]"]) == 2
     assert "redo" in capsys.readouterr().err and not (tmp_path / "lh").exists()
+    # a redone stage left out of --stages would be forgotten and never run again
+    assert long_horizon.main(["--preset", "quick", "--output_dir", str(tmp_path / "lh"), *TINY,
+                              "--redo", "[control]", "--stages", "[eval_control, report]"]) == 2
+    assert "'control' must be in 'stages'" in capsys.readouterr().err and not (tmp_path / "lh").exists()
 
     assert long_horizon.main(["--preset", "quick", "--output_dir", str(tmp_path / "lh"), *TINY,
                               "--anchor_student_traces", "true", "--rl.anchor.traces", str(tmp_path)]) == 2

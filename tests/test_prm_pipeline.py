@@ -66,7 +66,9 @@ def test_prm_scorer_failure_is_recorded_not_raised(tiny_prm):
 
 def test_prm_scoring_is_split_over_data_parallel_ranks():
     """Two ranks holding the same groups each score their share once; after the gather both hold
-    every episode's values (and a failed chunk's error), equal to one process scoring them all."""
+    every episode's values (and a failed chunk's error), equal to one process scoring them all. The
+    ranks are simulated in one process (a scripted gather); chunks here align with the shards, as a
+    failed chunk's error covers the episodes of that chunk, which move with the world size."""
     from rewards.prm.scorer import PRMScorer
     from rl.trainer.distributed import World
     from rl.types import Completion, Episode, EpisodeGroup, Step, Task, Turn
@@ -88,14 +90,12 @@ def test_prm_scoring_is_split_over_data_parallel_ranks():
                 raise RuntimeError("PRM exploded")
             return [[int(t.split(".")[0]) / 10 + int(t.split(".")[1]) / 100 for t in s] for s in steps]
 
-    sent: list = []
+    sent: dict[int, list] = {0: [], 1: []}
 
-    class TwoRanks(World):  # what rank 1 sends reaches rank 0 through the gather, as all_gather_object would
+    class TwoRanks(World):  # the gather returns what each rank has sent so far, in rank order
         def gather(self, local):
-            if self.rank == 1:
-                sent.extend(local)
-                return [*local]
-            return [*local, *sent]
+            sent[self.rank] = list(local)
+            return [*sent[0], *sent[1]]
 
     scorer = PRMScorer.__new__(PRMScorer)
     scorer.prm, scorer.tokenizer, scorer.batch_size = FakePRM(), None, 3
@@ -103,14 +103,17 @@ def test_prm_scoring_is_split_over_data_parallel_ranks():
     scorer.score(one)
     assert len(seen) == 6
     seen.clear()
-    scorer.score(groups(), world=TwoRanks(1, 2))
+    scorer.score(groups(), world=TwoRanks(1, 2))  # rank 1 sends its half first
     assert seen == ["3.0", "4.0", "5.0"]  # rank 1 scored only its half
     seen.clear()
     rank0 = groups()
     scorer.score(rank0, world=TwoRanks(0, 2))
     assert seen == ["0.0", "1.0", "2.0"]  # and rank 0 only its own, yet holds every result
-    for a, b in zip((e for g in one for e in g.episodes), (e for g in rank0 for e in g.episodes)):
-        assert a.step_rewards == b.step_rewards and [x.message for x in a.errors] == [x.message for x in b.errors]
+    rank1 = groups()
+    scorer.score(rank1, world=TwoRanks(1, 2))  # rank 1 again, now that rank 0 has sent: it holds them all too
+    for ranked in (rank0, rank1):
+        for a, b in zip((e for g in one for e in g.episodes), (e for g in ranked for e in g.episodes)):
+            assert a.step_rewards == b.step_rewards and [x.message for x in a.errors] == [x.message for x in b.errors]
     assert rank0[0].episodes[1].step_rewards == pytest.approx([0.1, 0.11])
     assert rank0[1].episodes[2].step_rewards is None and rank0[1].episodes[2].errors[0].kind == "prm"
 

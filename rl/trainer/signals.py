@@ -244,8 +244,10 @@ class ProcessReward:
     def __call__(self, batch: TrainBatch) -> SignalOutput:
         """``weight * A_process`` per token; a sample without PRM values (a PRM error, no steps,
         or a turn rendered as its own sample) gets 0 here, so only the group's ``(1 - w) * A``
-        reaches it (counted in ``prm/fallback_samples``). Data-parallel ranks split the scoring."""
-        self.scorer.score(batch.groups, world=batch.world)
+        reaches it (counted in ``prm/fallback_samples``). Data-parallel ranks split the scoring (a
+        scorer's ``score(groups, world=None)``; ``world`` is passed only with several ranks)."""
+        many = batch.world is not None and batch.world.size > 1
+        self.scorer.score(batch.groups, **({"world": batch.world} if many else {}))
         values: dict[tuple[int, int], list[float]] = {}
         for g, group in enumerate(batch.groups):
             rated = [(e, ep) for e, ep in enumerate(group.episodes) if ep.reward is not None and ep.step_rewards]
