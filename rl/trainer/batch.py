@@ -17,10 +17,10 @@ Example::
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
 
 import torch
 
+from rl.trainer.distributed import ONE, World
 from rl.types import Episode, EpisodeGroup, Sample
 
 
@@ -55,13 +55,13 @@ class TrainBatch:
     micro_batch_size: int
     value_head: torch.nn.Module | None = None
     share_prompt: bool = True  # pre-update passes run a micro-batch's shared prompt once
-    world: Any = None  # rl.trainer.distributed.World: ranks split the pre-update passes (None: one process)
+    world: World = ONE  # data-parallel ranks split the pre-update passes (ONE: one process)
     _passes: dict[str, list[torch.Tensor]] = field(default_factory=dict, repr=False)
 
     @classmethod
     def from_groups(cls, groups: list[EpisodeGroup], policy, temperature: float, micro_batch_size: int,
                     value_head=None, filter_truncated: bool = False, share_prompt: bool = True,
-                    world=None) -> "TrainBatch":
+                    world: World = ONE) -> "TrainBatch":
         """Every sample of every scored episode (``filter_truncated``: not of episodes cut at the
         token limit; they still count in their group's baseline)."""
         samples, origin = [], []
@@ -110,7 +110,7 @@ class TrainBatch:
         got_old, got_ref, got_values = reference_pass(
             self.policy, self.samples, self.temperature, self.micro_batch_size, need_old=need_old,
             need_ref=need_ref, value_head=self.value_head if need_values else None, share_prompt=self.share_prompt,
-            **({"world": self.world} if self.world is not None else {}))
+            world=self.world)
         for name, wanted, got in (("old", need_old, got_old), ("ref", need_ref, got_ref),
                                   ("values", need_values, got_values)):
             if wanted:

@@ -246,8 +246,7 @@ class ProcessReward:
         or a turn rendered as its own sample) gets 0 here, so only the group's ``(1 - w) * A``
         reaches it (counted in ``prm/fallback_samples``). Data-parallel ranks split the scoring (a
         scorer's ``score(groups, world=None)``; ``world`` is passed only with several ranks)."""
-        many = batch.world is not None and batch.world.size > 1
-        self.scorer.score(batch.groups, **({"world": batch.world} if many else {}))
+        self.scorer.score(batch.groups, **({"world": batch.world} if batch.world.size > 1 else {}))
         values: dict[tuple[int, int], list[float]] = {}
         for g, group in enumerate(batch.groups):
             rated = [(e, ep) for e, ep in enumerate(group.episodes) if ep.reward is not None and ep.step_rewards]

@@ -92,8 +92,7 @@ class TeacherKL:
         from rl.trainer.update import reference_pass
 
         old, _, _ = reference_pass(self.policy, batch.samples, batch.temperature, batch.micro_batch_size,
-                                   need_old=True, need_ref=False, share_prompt=batch.share_prompt,
-                                   **({"world": batch.world} if batch.world is not None else {}))
+                                   need_old=True, need_ref=False, share_prompt=batch.share_prompt, world=batch.world)
         return [lp.float().cpu() for lp in old]
 
     def __call__(self, batch: TrainBatch) -> SignalOutput:
