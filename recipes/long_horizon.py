@@ -106,9 +106,10 @@ class LongHorizonConfig:
               f"must be > 0 (or null for distill.sft.lr), got {self.control_lr}")
         unknown = [s for s in self.stages if s not in STAGES]
         check(not unknown, "stages", f"unknown stage(s) {unknown}: choose from {list(STAGES)}")
-        # rl and control must be in stages themselves (else a redo would forget them and not run them);
-        # eval needs any eval stage
-        wrong = [s for s in self.redo if s not in REDO or not set((s,) if s in STAGES else REDO[s]) & set(self.stages)]
+        # a redone stage must be in stages itself (else it would be forgotten and never run again);
+        # 'eval' needs any one eval stage
+        runs = {name: (name,) if name in STAGES else stages for name, stages in REDO.items()}
+        wrong = [s for s in self.redo if s not in runs or not set(runs[s]) & set(self.stages)]
         check(not wrong, "redo", f"{wrong}: choose from {list(REDO)}; 'rl' and 'control' must be in 'stages', "
               "'eval' needs an eval stage there")
         check(not (self.anchor_student_traces and self.rl.anchor.traces), "anchor_student_traces",

@@ -26,7 +26,7 @@ class PRMScorer:
         gathered groups) each rank scores its contiguous share and the values, or a chunk's error,
         are gathered, so every rank ends with all of them, each scored once."""
         episodes = [e for g in groups for e in g.scored if e.steps]
-        mine = world.shard(range(len(episodes))) if world is not None else range(len(episodes))
+        mine = world.shard(range(len(episodes))) if world else range(len(episodes))
         results: list[tuple[int, list[float] | str]] = []  # (episode index, its values or the error)
         for start in range(0, len(mine), self.batch_size):
             index = list(mine[start:start + self.batch_size])
@@ -41,7 +41,7 @@ class PRMScorer:
                 results += [(i, [float(v) for v in values]) for i, values in zip(index, scores)]
             except Exception as e:  # noqa: BLE001 - recorded on the episodes, the step goes on
                 results += [(i, f"{type(e).__name__}: {e}") for i in index]
-        for i, got in (world.gather(results) if world is not None and world.size > 1 else results):
+        for i, got in (world.gather(results) if world else results):  # gather: every rank's, in rank order
             if isinstance(got, str):
                 episodes[i].step_rewards = None
                 episodes[i].record_error("prm", got)
