@@ -13,6 +13,8 @@ Stages (each skipped on ``--resume`` once done; ``state.json`` records them):
 1. ``eval_base``: the base model's horizon curve on held-out tasks (``horizon eval``).
 2. ``distill``: oracle traces (h 1..4) -> SFT of a LoRA (TRL) -> merged student in ``distill/model``;
    with ``--student_from DIR`` (another run's ``distill/`` or ``control/``) that SFT is the student.
+   ``distill_more`` (when ``distill_more_steps`` > 0): a second SFT round from that model on fresh
+   traces, a fresh cosine from ``distill.sft.lr`` (a warm restart), into ``distill_more/``: the student.
 3. ``eval_sft``: the student's curve.
 4. ``rl``: GRPO from the student for ``rl_minutes`` of loop time (the preset samples h 5-8,
    past the traces; ``rl.curriculum`` moves a window instead). With ``anchor_student_traces`` each
@@ -55,7 +57,7 @@ from rl.trainer.config import TrainConfig  # noqa: E402
 PRESETS = {"full": ROOT / "recipes" / "configs" / "long_horizon.yaml",
            "quick": ROOT / "recipes" / "configs" / "long_horizon_quick.yaml",
            "hard": ROOT / "recipes" / "configs" / "long_horizon_hard.yaml"}
-STAGES = ("eval_base", "distill", "eval_sft", "rl", "eval_rl", "control", "eval_control", "report")
+STAGES = ("eval_base", "distill", "distill_more", "eval_sft", "rl", "eval_rl", "control", "eval_control", "report")
 EVALS = ("eval_base", "eval_sft", "eval_rl", "eval_control")
 # what --redo NAME forgets in state.json: a stage and its eval, or every eval
 REDO = {"rl": ("rl", "eval_rl"), "control": ("control", "eval_control"), "eval": EVALS}
@@ -78,6 +80,11 @@ class LongHorizonConfig:
     # RL also takes the SFT loss on the student's own distillation traces in every update
     # (rl.anchor.traces set to <student dir>/traces; rl.anchor.coef etc. still apply)
     anchor_student_traces: bool = False
+    # a second SFT round before RL: this many steps from the distilled model on fresh oracle traces
+    # (seed + 2000), a fresh cosine from distill.sft.lr; its model is the student. 0: none. The make-demo
+    # preset's 300 (~30 min): RL from the 16-min student cleared the bar on one seed of two, from the
+    # 46-min one (16 + a 30-min restart) on both (recipes/results/long_horizon_log.md)
+    distill_more_steps: int = 0
     # start from an SFT made elsewhere instead of distilling: a distil output dir (model/, traces/,
     # summary.json), e.g. another run's distill/ or control/ ("RL after SFT has converged")
     student_from: str | None = None
@@ -101,6 +108,8 @@ class LongHorizonConfig:
     rl: TrainConfig = field(default_factory=TrainConfig)
 
     def __post_init__(self) -> None:
+        check(self.distill_more_steps >= 0, "distill_more_steps",
+              f"must be >= 0 (0: no second SFT round), got {self.distill_more_steps}")
         check(self.rl_minutes > 0, "rl_minutes", f"must be > 0, got {self.rl_minutes}")
         check(self.control_lr is None or self.control_lr > 0, "control_lr",
               f"must be > 0 (or null for distill.sft.lr), got {self.control_lr}")
@@ -177,7 +186,10 @@ def run(cfg: LongHorizonConfig, resume: bool) -> Path:
     stages = Stages(out)
     redo_stages(cfg.redo, stages, out)
     want = set(cfg.stages)
-    sft_dir = given or out / "distill"
+    if not cfg.distill_more_steps:
+        want.discard("distill_more")
+    first_dir = given or out / "distill"
+    sft_dir = out / "distill_more" if cfg.distill_more_steps else first_dir  # the student's distil dir
     student = str((sft_dir / "model").resolve())  # absolute: the RL run's config names it
     made = {"SFT": student, "RL": str(out / "rl"), "SFT-more": str(out / "control")}
     ready = {"SFT": lambda: (sft_dir / "model" / "config.json").exists(),
@@ -204,6 +216,15 @@ def run(cfg: LongHorizonConfig, resume: bool) -> Path:
         want.add("distill")
     stage("distill", lambda: {**given_summary, "from": str(given)} if given else
           json.loads(Path(distill(distill_cfg, resume=True)).joinpath("summary.json").read_text())["sft"])
+
+    def distill_more() -> dict:
+        steps = cfg.distill_more_steps
+        more = replace(cfg.distill, model=str((first_dir / "model").resolve()), output_dir=str(sft_dir),
+                       seed=cfg.seed + 2000, stages=["traces", "sft"], num_tasks=steps * cfg.distill.sft.batch_size,
+                       sft=replace(cfg.distill.sft, max_steps=steps))
+        return json.loads((distill(more, resume=True) / "summary.json").read_text())["sft"]
+
+    stage("distill_more", distill_more)
     stage("eval_sft", lambda: evaluate(cfg, out, targets())["SFT"]["h50"])
 
     anchor = cfg.rl.anchor
@@ -217,8 +238,9 @@ def run(cfg: LongHorizonConfig, resume: bool) -> Path:
     def control() -> dict:
         from rl.run.io import read_jsonl
 
-        if not stages.done("rl") or not stages.done("distill"):
-            raise ConfigError("stage 'control' needs the 'distill' and 'rl' stages done first (its budget is "
+        before = ["distill", "rl"] + (["distill_more"] if cfg.distill_more_steps else [])
+        if not all(stages.done(name) for name in before):
+            raise ConfigError(f"stage 'control' needs the stages {before} done first (its budget is "
                               "the RL loop's seconds): add them to --stages")
         seconds = list(read_jsonl(out / "rl" / "metrics.jsonl"))[-1]["time/train_s"]
         sft = stages.state["distill"]["value"]
