@@ -81,9 +81,9 @@ class LongHorizonConfig:
     # (rl.anchor.traces set to <student dir>/traces; rl.anchor.coef etc. still apply)
     anchor_student_traces: bool = False
     # a second SFT round before RL: this many steps from the distilled model on fresh oracle traces
-    # (seed + 2000), a fresh cosine from distill.sft.lr; its model is the student. 0: none. The make-demo
-    # preset's 300 (~30 min): RL from the 16-min student cleared the bar on one seed of two, from the
-    # 46-min one (16 + a 30-min restart) on both (recipes/results/long_horizon_log.md)
+    # (seed + 2000), a fresh cosine from distill.sft.lr; its model is the student. 0: none. 300 (~30 min
+    # on 2 cores) makes the 46-min student (16 + a 30-min restart) in one run: RL from it gained more
+    # than from the 16-min one on two seeds and not on a third (recipes/results/long_horizon_log.md)
     distill_more_steps: int = 0
     # start from an SFT made elsewhere instead of distilling: a distil output dir (model/, traces/,
     # summary.json), e.g. another run's distill/ or control/ ("RL after SFT has converged")

@@ -156,6 +156,39 @@ def test_rl_starts_from_an_sft_made_by_another_run(tmp_path, capsys):
     assert curves["SFT"]["target"] == "SFT" and curves["SFT"]["path"] == str((first / "distill" / "model").resolve())
 
 
+def test_a_second_sft_round_makes_the_student(tmp_path, capsys):
+    import long_horizon
+
+    assert long_horizon.main(["--preset", "quick", "--output_dir", str(tmp_path / "bad"), *TINY,
+                              "--distill_more_steps", "-1"]) == 2
+    assert "distill_more_steps" in capsys.readouterr().err and not (tmp_path / "bad").exists()
+    out = tmp_path / "lh"
+    assert long_horizon.main(["--preset", "quick", "--output_dir", str(out), *TINY, "--anchor_student_traces",
+                              "true", "--distill_more_steps", "3",
+                              "--stages", "[distill, distill_more, eval_sft, rl, control]"]) == 0
+    state = json.loads((out / "state.json").read_text())
+    assert list(state) == ["distill", "distill_more", "eval_sft", "rl", "control"]
+    first, more = out / "distill", out / "distill_more"
+    # the round continues the first SFT's merged model on its own traces (seed + 2000: neither the
+    # first SFT's seed-0 traces nor the control's seed + 1000) for its own number of steps
+    more_config = yaml.safe_load((more / "config.yaml").read_text())
+    assert more_config["model"] == str((first / "model").resolve()) and more_config["seed"] == 2000
+    assert state["distill_more"]["value"]["steps"] == 3 and more_config["num_tasks"] == 3 * 4
+    def questions(run: Path) -> set[str]:
+        rows = [json.loads(line) for line in (run / "traces_preview.jsonl").read_text().splitlines()]
+        return {r["prompt"][0]["content"] for r in rows}
+
+    assert questions(more) - questions(first)
+    # its model is the student: scored as SFT, RL starts from it and anchors on its traces, the
+    # control continues it at the first SFT's pace
+    rl_config = (out / "rl" / "config.yaml").read_text()
+    assert str((more / "model").resolve()) in rl_config and str((more / "traces").resolve()) in rl_config
+    control_config = yaml.safe_load((out / "control" / "config.yaml").read_text())
+    assert control_config["model"] == str((more / "model").resolve()) and control_config["seed"] == 1000
+    curves = json.loads((out / "eval" / "horizon_curve.json").read_text())["curves"]
+    assert curves["SFT"]["path"] == str((more / "model").resolve())
+
+
 def test_anchor_on_the_students_traces_and_an_explicit_anchor_are_exclusive(tmp_path, capsys):
     import long_horizon
 
