@@ -83,7 +83,7 @@ class LongHorizonConfig:
     # a second SFT round before RL: this many steps from the distilled model on fresh oracle traces
     # (seed + 2000), a fresh cosine from distill.sft.lr; its model is the student. 0: none. 300 (~30 min
     # on 2 cores) makes the 46-min student (16 + a 30-min restart) in one run: RL from it gained more
-    # than from the 16-min one on two seeds and not on a third (recipes/results/long_horizon_log.md)
+    # than from the 16-min one in two runs (seeds 0, 1) and not in a third (seed 0 again; long_horizon_log.md)
     distill_more_steps: int = 0
     # start from an SFT made elsewhere instead of distilling: a distil output dir (model/, traces/,
     # summary.json), e.g. another run's distill/ or control/ ("RL after SFT has converged")
@@ -151,6 +151,26 @@ def student_summary(path: Path) -> dict:
     return summary
 
 
+def check_student(cfg: LongHorizonConfig, stages) -> None:
+    """Raise ``ConfigError`` (naming ``distill_more_steps``) where the key and the run disagree on who
+    the student is: a resumed run whose student came out of ``distill_more`` (or did not) must be
+    resumed with the same key, and a student that is yet to be made needs the stage in ``stages``."""
+    from rl.errors import ConfigError
+
+    made = stages.done("distill_more")
+    used = [s for s in ("eval_sft", "rl", "control") if stages.done(s)]
+    if made and not cfg.distill_more_steps:
+        steps = stages.state["distill_more"]["value"]["steps"]
+        raise ConfigError(f"config key 'distill_more_steps': this run's student is distill_more/ ({steps} steps), "
+                          f"but the key is 0: resume with --distill_more_steps {steps}")
+    if cfg.distill_more_steps and not made and used:
+        raise ConfigError(f"config key 'distill_more_steps': this run's stages {used} used a student made without a "
+                          "second SFT round: resume without the key, or start a new --output_dir")
+    if cfg.distill_more_steps and not made and "distill_more" not in cfg.stages:
+        raise ConfigError("config key 'distill_more_steps': the student is made by the stage 'distill_more', "
+                          "which --stages leaves out: add it, or set the key to 0")
+
+
 def redo_stages(redo: list[str], stages, out: Path) -> None:
     """Forget the ``redo`` stages and their evals in ``stages`` (the run's state.json), so that they run
     again. A redone control's or eval's old dir moves to ``<dir>.prev.N/`` (the first free N: nothing is
@@ -179,11 +199,12 @@ def run(cfg: LongHorizonConfig, resume: bool) -> Path:
     if out.exists() and (out / "state.json").exists() and not resume:
         raise ConfigError(f"output_dir '{out}' already holds a run: pass --resume to continue it, "
                           "or choose a new --output_dir")
+    stages = Stages(out)
+    check_student(cfg, stages)  # before config.yaml is rewritten
     out.mkdir(parents=True, exist_ok=True)
     from rl.config import save_config
 
     save_config(replace(cfg, redo=[]), out / "config.yaml")  # a redo is one-shot, not part of the run
-    stages = Stages(out)
     redo_stages(cfg.redo, stages, out)
     want = set(cfg.stages)
     if not cfg.distill_more_steps:
@@ -219,9 +240,11 @@ def run(cfg: LongHorizonConfig, resume: bool) -> Path:
 
     def distill_more() -> dict:
         steps = cfg.distill_more_steps
+        first = cfg.distill.sft  # its guard scaled to this round's steps: the same seconds a step
         more = replace(cfg.distill, model=str((first_dir / "model").resolve()), output_dir=str(sft_dir),
-                       seed=cfg.seed + 2000, stages=["traces", "sft"], num_tasks=steps * cfg.distill.sft.batch_size,
-                       sft=replace(cfg.distill.sft, max_steps=steps))
+                       seed=cfg.seed + 2000, stages=["traces", "sft"], num_tasks=steps * first.batch_size,
+                       sft=replace(first, max_steps=steps, max_train_s=first.max_train_s and
+                                   first.max_train_s * steps / first.max_steps))
         return json.loads((distill(more, resume=True) / "summary.json").read_text())["sft"]
 
     stage("distill_more", distill_more)

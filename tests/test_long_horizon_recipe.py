@@ -187,6 +187,20 @@ def test_a_second_sft_round_makes_the_student(tmp_path, capsys):
     assert control_config["model"] == str((more / "model").resolve()) and control_config["seed"] == 1000
     curves = json.loads((out / "eval" / "horizon_curve.json").read_text())["curves"]
     assert curves["SFT"]["path"] == str((more / "model").resolve())
+    assert more_config["sft"]["lr"] == 5.0e-4 and more_config["sft"]["max_train_s"] == 60 * 3 / 2  # the guard a step
+    # resumed, the key must name the same student: without it, RL's student would silently change
+    capsys.readouterr()
+    assert long_horizon.main(["--preset", "quick", "--output_dir", str(out), *TINY, "--resume"]) == 2
+    assert "--distill_more_steps 3" in capsys.readouterr().err
+    assert yaml.safe_load((out / "config.yaml").read_text())["distill_more_steps"] == 3  # left as the run made it
+    assert long_horizon.main(["--preset", "quick", "--output_dir", str(tmp_path / "lh0"), *TINY,
+                              "--stages", "[distill, eval_sft]"]) == 0
+    assert long_horizon.main(["--preset", "quick", "--output_dir", str(tmp_path / "lh0"), *TINY, "--resume",
+                              "--distill_more_steps", "3"]) == 2
+    assert "without a second SFT round" in capsys.readouterr().err and not (tmp_path / "lh0" / "distill_more").exists()
+    assert long_horizon.main(["--preset", "quick", "--output_dir", str(tmp_path / "lh1"), *TINY,
+                              "--distill_more_steps", "3", "--stages", "[distill, eval_sft]"]) == 2
+    assert "leaves out" in capsys.readouterr().err and not (tmp_path / "lh1").exists()
 
 
 def test_anchor_on_the_students_traces_and_an_explicit_anchor_are_exclusive(tmp_path, capsys):
