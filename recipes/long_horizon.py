@@ -151,6 +151,19 @@ def student_summary(path: Path) -> dict:
     return summary
 
 
+def sft_more(cfg: LongHorizonConfig, start: str, out_dir: Path, seed: int, steps: int,
+             max_train_s: float | None, lr: float) -> dict:
+    """More SFT from the merged model ``start`` on fresh oracle traces of ``distill.env`` (``seed``, one
+    per sample: ``steps`` x the batch size), a fresh cosine peaking at ``lr``, into ``out_dir``
+    (resumed if begun); returns its SFT summary (steps, seconds)."""
+    from rl.distill.pipeline import distill
+
+    more = replace(cfg.distill, model=start, output_dir=str(out_dir), seed=seed, stages=["traces", "sft"],
+                   num_tasks=steps * cfg.distill.sft.batch_size,
+                   sft=replace(cfg.distill.sft, max_steps=steps, max_train_s=max_train_s, lr=lr))
+    return json.loads((distill(more, resume=True) / "summary.json").read_text())["sft"]
+
+
 def check_student(cfg: LongHorizonConfig, stages) -> None:
     """Raise ``ConfigError`` (naming ``distill_more_steps``) where the key and the run disagree on who
     the student is: a resumed run whose student came out of ``distill_more`` (or did not) must be
@@ -163,12 +176,13 @@ def check_student(cfg: LongHorizonConfig, stages) -> None:
         steps = stages.state["distill_more"]["value"]["steps"]
         raise ConfigError(f"config key 'distill_more_steps': this run's student is distill_more/ ({steps} steps), "
                           f"but the key is 0: resume with --distill_more_steps {steps}")
-    if cfg.distill_more_steps and not made and used:
-        raise ConfigError(f"config key 'distill_more_steps': this run's stages {used} used a student made without a "
-                          "second SFT round: resume without the key, or start a new --output_dir")
-    if cfg.distill_more_steps and not made and "distill_more" not in cfg.stages:
-        raise ConfigError("config key 'distill_more_steps': the student is made by the stage 'distill_more', "
-                          "which --stages leaves out: add it, or set the key to 0")
+    if cfg.distill_more_steps and not made:
+        if used:
+            raise ConfigError(f"config key 'distill_more_steps': this run's stages {used} used a student made "
+                              "without a second SFT round: resume without the key, or start a new --output_dir")
+        if "distill_more" not in cfg.stages:
+            raise ConfigError("config key 'distill_more_steps': the student is made by the stage 'distill_more', "
+                              "which --stages leaves out: add it, or set the key to 0")
 
 
 def redo_stages(redo: list[str], stages, out: Path) -> None:
@@ -239,13 +253,9 @@ def run(cfg: LongHorizonConfig, resume: bool) -> Path:
           json.loads(Path(distill(distill_cfg, resume=True)).joinpath("summary.json").read_text())["sft"])
 
     def distill_more() -> dict:
-        steps = cfg.distill_more_steps
-        first = cfg.distill.sft  # its guard scaled to this round's steps: the same seconds a step
-        more = replace(cfg.distill, model=str((first_dir / "model").resolve()), output_dir=str(sft_dir),
-                       seed=cfg.seed + 2000, stages=["traces", "sft"], num_tasks=steps * first.batch_size,
-                       sft=replace(first, max_steps=steps, max_train_s=first.max_train_s and
-                                   first.max_train_s * steps / first.max_steps))
-        return json.loads((distill(more, resume=True) / "summary.json").read_text())["sft"]
+        steps, first = cfg.distill_more_steps, cfg.distill.sft
+        guard = first.max_train_s and first.max_train_s * steps / first.max_steps  # the first's seconds a step
+        return sft_more(cfg, str((first_dir / "model").resolve()), sft_dir, cfg.seed + 2000, steps, guard, first.lr)
 
     stage("distill_more", distill_more)
     stage("eval_sft", lambda: evaluate(cfg, out, targets())["SFT"]["h50"])
@@ -269,11 +279,8 @@ def run(cfg: LongHorizonConfig, resume: bool) -> Path:
         sft = stages.state["distill"]["value"]
         pace_s = (sft.get("train_s") or sft["time_s"]) / max(1, sft["steps"])  # SFT loop seconds per step
         steps = max(1, round(seconds / pace_s))
-        more = replace(cfg.distill, model=student, output_dir=str(out / "control"), seed=cfg.seed + 1000,
-                       stages=["traces", "sft"], num_tasks=steps * cfg.distill.sft.batch_size,
-                       sft=replace(cfg.distill.sft, max_steps=steps, max_train_s=seconds,
-                                   lr=cfg.control_lr or cfg.distill.sft.lr))
-        summary = json.loads((distill(more, resume=True) / "summary.json").read_text())["sft"]
+        summary = sft_more(cfg, student, out / "control", cfg.seed + 1000, steps, seconds,
+                           cfg.control_lr or cfg.distill.sft.lr)
         return {**summary, "budget_s": seconds}
 
     stage("control", control)

@@ -174,6 +174,7 @@ def test_a_second_sft_round_makes_the_student(tmp_path, capsys):
     more_config = yaml.safe_load((more / "config.yaml").read_text())
     assert more_config["model"] == str((first / "model").resolve()) and more_config["seed"] == 2000
     assert state["distill_more"]["value"]["steps"] == 3 and more_config["num_tasks"] == 3 * 4
+
     def questions(run: Path) -> set[str]:
         rows = [json.loads(line) for line in (run / "traces_preview.jsonl").read_text().splitlines()]
         return {r["prompt"][0]["content"] for r in rows}
