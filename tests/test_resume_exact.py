@@ -14,7 +14,11 @@ from rl.run.io import read_jsonl
 ROOT = Path(__file__).parents[1]
 ARGS = ["--model", "tiny-random", "--rollout.engine", "hf", "--rollout.prompts_per_step", "2",
         "--rollout.group_size", "3", "--rollout.max_new_tokens", "10", "--progress", "false",
-        "--save_every", "1", "--max_steps", "4", "--optim.lr", "1e-2", "--reward.verifier_timeout_s", "0"]
+        "--save_every", "1", "--max_steps", "4", "--optim.lr", "1e-2", "--reward.verifier_timeout_s", "0",
+        "--optim.lr_schedule", "cosine", "--optim.warmup_steps", "1"]
+# the rates those settings give updates 1-4: warmup's 1/2 on the first, then a cosine over the 4 steps
+# (budget spent 0, .25, .5, .75 before each): 1e-2 x [.5, .85355, .5, .14645]
+LRS = [5e-3, 8.5355339e-3, 5e-3, 1.4644661e-3]
 TIMING = ("time", "time/", "tokens_per_s/")
 
 
@@ -54,6 +58,7 @@ def test_sigkill_then_resume_gives_identical_metrics(reference, tmp_path, kill_a
     assert [r["step"] for r in rows] == [1, 2, 3, 4]
     assert rows == reference
     assert reference[-1]["grad_norm"] > 0  # the compared runs really trained
+    assert [r["lr"] for r in reference] == pytest.approx(LRS)  # the resumed run's rates are in rows too
 
 
 CURRICULUM = ["--curriculum.enabled", "true", "--curriculum.start", "3", "--curriculum.min_level", "2",

@@ -146,6 +146,10 @@ class OptimConfig:
     adam_eps: float = 1e-8
     momentum: float = 0.9  # sgd only
     warmup_steps: int = 0
+    # after warmup: "constant", or "cosine" from lr down to lr * min_lr_ratio over the run's budget
+    # (max_steps, or max_train_s when that ends the run first: rl/trainer/schedule.py)
+    lr_schedule: Literal["constant", "cosine"] = "constant"
+    min_lr_ratio: float = 0.0
     max_grad_norm: float = 1.0
     micro_batch_size: int = 8  # sequences per forward/backward (gradient accumulation)
     # run the prompt shared by a micro-batch's samples (a group's) once, its keys and values
@@ -166,6 +170,9 @@ class OptimConfig:
         check(self.adam_eps > 0, "optim.adam_eps", f"must be > 0, got {self.adam_eps}")
         check(0 <= self.momentum < 1, "optim.momentum", f"must be in [0, 1), got {self.momentum}")
         check(self.warmup_steps >= 0, "optim.warmup_steps", "must be >= 0")
+        check(self.lr_schedule in ("constant", "cosine"), "optim.lr_schedule",
+              f"{self.lr_schedule!r} is not one of ['constant', 'cosine']")
+        check(0 <= self.min_lr_ratio <= 1, "optim.min_lr_ratio", f"must be in [0, 1], got {self.min_lr_ratio}")
         check(self.max_grad_norm > 0, "optim.max_grad_norm", "must be > 0")
         check(self.micro_batch_size >= 1, "optim.micro_batch_size", "must be >= 1")
         check(self.max_nonfinite_streak >= 1, "optim.max_nonfinite_streak", "must be >= 1")

@@ -45,6 +45,7 @@ from rl.trainer.config import TrainConfig
 from rl.trainer.credit import (assign_credit, build_signals, drop_zero_credit_groups, enabled_signals,
                                rollout_records, trainable_modules)
 from rl.trainer.distributed import ONE, World
+from rl.trainer.schedule import LRSchedule, budget_spent
 
 
 def _optimizer(policy, cfg: TrainConfig, modules: dict):
@@ -57,10 +58,10 @@ def _optimizer(policy, cfg: TrainConfig, modules: dict):
     else:
         optimizer = torch.optim.AdamW(groups, lr=o.lr, betas=tuple(o.adam_betas), eps=o.adam_eps,
                                       weight_decay=o.weight_decay)
-    warmup = cfg.optim.warmup_steps
-    scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda s: min(1.0, (s + 1) / (warmup + 1)) if warmup else 1.0
-    )
+    # the scheduler counts the updates (checkpointed) and holds the base rates; the loop sets each
+    # update's rate from them and the budget spent (LRSchedule.apply), which a step count alone cannot give
+    schedule = LRSchedule(o)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: schedule.factor(s, 0.0))
     return optimizer, scheduler
 
 
@@ -127,6 +128,7 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
     modules = trainable_modules(signals)  # PPO's value head: optimised and checkpointed with the policy
     value_head = modules.get("value_head")
     optimizer, scheduler = _optimizer(policy, cfg, modules)
+    schedule = LRSchedule(cfg.optim)
     state = _resume(run, policy, optimizer, scheduler, source, modules or None, world) if resume else {"step": 0}
     start, nonfinite_streak = state["step"], state.get("nonfinite_streak", 0)
     train_s = state.get("train_s", 0.0)  # loop wall-clock so far, over every resume
@@ -161,6 +163,8 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
                 if world.is_main:
                     run.write_rollouts(step, rollout_records(step, batch, credit, dropped))
                 generator = torch.Generator().manual_seed(step_seed(cfg.seed, step))
+                schedule.apply(optimizer, scheduler.base_lrs, scheduler.last_epoch,
+                               budget_spent(step - 1, cfg.max_steps, train_s, cfg.max_train_s))
                 update = policy_update(policy, optimizer, scheduler, batch, credit.advantages, cfg.algorithm,
                                        cfg.optim, cfg.rollout.max_new_tokens, generator, returns=credit.returns,
                                        anchor=anchor, world=world)

@@ -126,7 +126,7 @@ def policy_update(policy, optimizer, scheduler, batch, advantages: list[Advantag
     and the same metrics as one process.
     """
     t0 = time.perf_counter()
-    lr = scheduler.get_last_lr()[0]  # the rate this update uses
+    lr = optimizer.param_groups[0]["lr"]  # the rate this update uses (the loop may have set it: schedule.py)
     samples, value_head = batch.samples, batch.value_head
     if not samples and anchor is None:  # every group had equal rewards (and was dropped): nothing to learn from
         scheduler.step()
