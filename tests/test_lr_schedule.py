@@ -25,11 +25,11 @@ def test_constant_schedule_is_warmup_then_flat():
 
 
 def test_cosine_schedule_by_hand():
-    schedule = LRSchedule(OptimConfig(lr_schedule="cosine"))
+    schedule = LRSchedule(OptimConfig(lr_scheduler="cosine"))
     # (1 + cos(pi * spent)) / 2 at spent 0, .25, .5, .75, 1
     expected = [1.0, 0.8535534, 0.5, 0.1464466, 0.0]
     assert [schedule.factor(10, s) for s in (0.0, 0.25, 0.5, 0.75, 1.0)] == pytest.approx(expected, abs=1e-7)
-    floored = LRSchedule(OptimConfig(lr_schedule="cosine", min_lr_ratio=0.2, warmup_steps=1))
+    floored = LRSchedule(OptimConfig(lr_scheduler="cosine", min_lr_ratio=0.2, warmup_steps=1))
     # .2 + .8 * .5 = .6 at half the budget; the first update also takes warmup's 1/2
     assert floored.factor(5, 0.5) == pytest.approx(0.6)
     assert floored.factor(0, 0.0) == pytest.approx(0.5)
@@ -39,13 +39,13 @@ def test_cosine_schedule_by_hand():
 def test_apply_scales_each_group_from_its_own_base_rate():
     a, b = torch.nn.Parameter(torch.zeros(1)), torch.nn.Parameter(torch.zeros(1))
     optimizer = torch.optim.SGD([{"params": [a]}, {"params": [b], "lr": 1.0}], lr=0.1)
-    lr = LRSchedule(OptimConfig(lr_schedule="cosine")).apply(optimizer, [0.1, 1.0], update=4, spent=0.5)
+    lr = LRSchedule(OptimConfig(lr_scheduler="cosine")).apply(optimizer, [0.1, 1.0], update=4, spent=0.5)
     assert lr == pytest.approx(0.05)
     assert [g["lr"] for g in optimizer.param_groups] == pytest.approx([0.05, 0.5])
     assert math.isclose(LRSchedule(OptimConfig()).apply(optimizer, [0.1, 1.0], 4, 0.5), 0.1)
 
 
-@pytest.mark.parametrize("key, value", [("lr_schedule", "linear"), ("min_lr_ratio", 1.5)])
+@pytest.mark.parametrize("key, value", [("lr_scheduler", "linear"), ("min_lr_ratio", 1.5)])
 def test_bad_schedule_settings_are_refused_by_name(key, value):
     with pytest.raises(ConfigError, match=f"optim.{key}"):
         OptimConfig(**{key: value})

@@ -15,7 +15,7 @@ ROOT = Path(__file__).parents[1]
 ARGS = ["--model", "tiny-random", "--rollout.engine", "hf", "--rollout.prompts_per_step", "2",
         "--rollout.group_size", "3", "--rollout.max_new_tokens", "10", "--progress", "false",
         "--save_every", "1", "--max_steps", "4", "--optim.lr", "1e-2", "--reward.verifier_timeout_s", "0",
-        "--optim.lr_schedule", "cosine", "--optim.warmup_steps", "1"]
+        "--optim.lr_scheduler", "cosine", "--optim.warmup_steps", "1"]
 # the rates those settings give updates 1-4: warmup's 1/2 on the first, then a cosine over the 4 steps
 # (budget spent 0, .25, .5, .75 before each): 1e-2 x [.5, .85355, .5, .14645]
 LRS = [5e-3, 8.5355339e-3, 5e-3, 1.4644661e-3]

@@ -148,7 +148,7 @@ class OptimConfig:
     warmup_steps: int = 0
     # after warmup: "constant", or "cosine" from lr down to lr * min_lr_ratio over the run's budget
     # (max_steps, or max_train_s when that ends the run first: rl/trainer/schedule.py)
-    lr_schedule: Literal["constant", "cosine"] = "constant"
+    lr_scheduler: Literal["constant", "cosine"] = "constant"
     min_lr_ratio: float = 0.0
     max_grad_norm: float = 1.0
     micro_batch_size: int = 8  # sequences per forward/backward (gradient accumulation)
@@ -170,8 +170,8 @@ class OptimConfig:
         check(self.adam_eps > 0, "optim.adam_eps", f"must be > 0, got {self.adam_eps}")
         check(0 <= self.momentum < 1, "optim.momentum", f"must be in [0, 1), got {self.momentum}")
         check(self.warmup_steps >= 0, "optim.warmup_steps", "must be >= 0")
-        check(self.lr_schedule in ("constant", "cosine"), "optim.lr_schedule",
-              f"{self.lr_schedule!r} is not one of ['constant', 'cosine']")
+        check(self.lr_scheduler in ("constant", "cosine"), "optim.lr_scheduler",
+              f"{self.lr_scheduler!r} is not one of ['constant', 'cosine']")
         check(0 <= self.min_lr_ratio <= 1, "optim.min_lr_ratio", f"must be in [0, 1], got {self.min_lr_ratio}")
         check(self.max_grad_norm > 0, "optim.max_grad_norm", "must be > 0")
         check(self.micro_batch_size >= 1, "optim.micro_batch_size", "must be >= 1")

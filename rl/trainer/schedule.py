@@ -29,7 +29,7 @@ def budget_spent(step: int, max_steps: int, train_s: float, max_train_s: float |
 @dataclass(frozen=True)
 class LRSchedule:
     """The factor on each parameter group's base rate: ``(u + 1) / (warmup + 1)`` for the ``u``-th
-    update (0-based) while ``u < warmup``, times, with ``lr_schedule: cosine``,
+    update (0-based) while ``u < warmup``, times, with ``lr_scheduler: cosine``,
     ``min_lr_ratio + (1 - min_lr_ratio) * (1 + cos(pi * spent)) / 2`` (``spent`` from
     ``budget_spent``: 1 at the start, ``min_lr_ratio`` when the budget is gone)."""
 
@@ -38,7 +38,7 @@ class LRSchedule:
     def factor(self, update: int, spent: float) -> float:
         warmup = self.optim.warmup_steps
         factor = min(1.0, (update + 1) / (warmup + 1)) if warmup else 1.0
-        if self.optim.lr_schedule == "cosine":
+        if self.optim.lr_scheduler == "cosine":
             floor = self.optim.min_lr_ratio
             factor *= floor + (1.0 - floor) * 0.5 * (1.0 + math.cos(math.pi * spent))
         return factor
