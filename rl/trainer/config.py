@@ -147,7 +147,8 @@ class OptimConfig:
     momentum: float = 0.9  # sgd only
     warmup_steps: int = 0
     # after warmup: "constant", or "cosine" from lr down to lr * min_lr_ratio over the run's budget
-    # (max_steps, or max_train_s when that ends the run first: rl/trainer/schedule.py)
+    # (max_steps, or max_train_s when that ends the run first: rl/trainer/schedule.py); every param
+    # group's rate takes the same factor (PPO's value head's algorithm.value_lr too)
     lr_scheduler: Literal["constant", "cosine"] = "constant"
     min_lr_ratio: float = 0.0
     max_grad_norm: float = 1.0

@@ -4,7 +4,8 @@ Written here rather than taken from transformers' ``get_cosine_schedule_with_war
 over a fixed step count: a time-budgeted run (``max_train_s``) does not know its step count, so
 the cosine here runs over the fraction of the budget spent - steps or seconds, whichever ends the
 run first. That fraction is read from the loop's own counters (the step, ``train_s``), which the
-checkpoint holds, so a resumed run gets the same rates as an uninterrupted one.
+checkpoint holds: a resumed run picks up the schedule where it stopped (with a step budget, exactly the
+uninterrupted run's rates; with a time budget the seconds after the resume are measured anew).
 """
 
 from __future__ import annotations
@@ -17,10 +18,10 @@ import torch
 from rl.trainer.config import OptimConfig
 
 
-def budget_spent(step: int, max_steps: int, train_s: float, max_train_s: float | None) -> float:
-    """The fraction of the run's budget spent after ``step`` updates and ``train_s`` loop seconds,
+def budget_spent(updates_done: int, max_steps: int, train_s: float, max_train_s: float | None) -> float:
+    """The fraction of the run's budget spent after ``updates_done`` updates and ``train_s`` loop seconds,
     in [0, 1]: the larger of the step fraction and (with a time budget) the seconds fraction."""
-    spent = step / max_steps
+    spent = updates_done / max_steps
     if max_train_s is not None:
         spent = max(spent, train_s / max_train_s)
     return min(1.0, spent)
@@ -36,6 +37,7 @@ class LRSchedule:
     optim: OptimConfig
 
     def factor(self, update: int, spent: float) -> float:
+        """Returns the factor for the ``update``-th update (0-based) with ``spent`` of the budget gone."""
         warmup = self.optim.warmup_steps
         factor = min(1.0, (update + 1) / (warmup + 1)) if warmup else 1.0
         if self.optim.lr_scheduler == "cosine":
