@@ -151,17 +151,22 @@ def student_summary(path: Path) -> dict:
     return summary
 
 
+def run_sft(distill_cfg) -> dict:
+    """Run (or resume) a distillation's stages; returns its SFT summary (steps, seconds)."""
+    from rl.distill.pipeline import distill
+
+    return json.loads((Path(distill(distill_cfg, resume=True)) / "summary.json").read_text())["sft"]
+
+
 def sft_more(cfg: LongHorizonConfig, start: str, out_dir: Path, seed: int, steps: int,
              max_train_s: float | None, lr: float) -> dict:
     """More SFT from the merged model ``start`` on fresh oracle traces of ``distill.env`` (``seed``, one
     per sample: ``steps`` x the batch size), a fresh cosine peaking at ``lr``, into ``out_dir``
     (resumed if begun); returns its SFT summary (steps, seconds)."""
-    from rl.distill.pipeline import distill
-
     more = replace(cfg.distill, model=start, output_dir=str(out_dir), seed=seed, stages=["traces", "sft"],
                    num_tasks=steps * cfg.distill.sft.batch_size,
                    sft=replace(cfg.distill.sft, max_steps=steps, max_train_s=max_train_s, lr=lr))
-    return json.loads((distill(more, resume=True) / "summary.json").read_text())["sft"]
+    return run_sft(more)
 
 
 def check_student(cfg: LongHorizonConfig, stages) -> None:
@@ -200,7 +205,6 @@ def redo_stages(redo: list[str], stages, out: Path) -> None:
 
 
 def run(cfg: LongHorizonConfig, resume: bool) -> Path:
-    from rl.distill.pipeline import distill
     from rl.errors import ConfigError
     from rl.models import check_model_available
     from rl.trainer.loop import train
@@ -250,7 +254,7 @@ def run(cfg: LongHorizonConfig, resume: bool) -> Path:
     if given:  # the student is made already: its summary stands for the stage (the control's pace)
         want.add("distill")
     stage("distill", lambda: {**given_summary, "from": str(given)} if given else
-          json.loads(Path(distill(distill_cfg, resume=True)).joinpath("summary.json").read_text())["sft"])
+          run_sft(distill_cfg))
 
     def distill_more() -> dict:
         steps, first = cfg.distill_more_steps, cfg.distill.sft
