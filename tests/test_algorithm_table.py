@@ -251,7 +251,7 @@ def test_ppo_trains_a_value_head_and_resumes_it(tmp_path, tiny_path, monkeypatch
 
     policy = load_policy(str(tiny_path), lora=cfg.lora, dtype="float32", device="cpu")
     fresh = build_value_head(policy)
-    optimizer, scheduler = _optimizer(policy, cfg, {"value_head": fresh})
+    optimizer, scheduler, _ = _optimizer(policy, cfg, {"value_head": fresh})
     _resume(RunDir(run), policy, optimizer, scheduler, build_task_source(cfg.env, cfg.seed), {"value_head": fresh})
     assert torch.equal(fresh.linear.weight, head["linear.weight"].to(fresh.linear.weight.dtype))
     cfg = load_config(TrainConfig, None, [*args, "--max_steps", "3"])

@@ -67,7 +67,7 @@ def test_optim_section_picks_the_optimizer_and_its_settings(tiny_lora, name):
 
     cfg = load_config(TrainConfig, None, ["--optim.optimizer", name, "--optim.lr", "0.5", "--optim.momentum", "0.5",
                                            "--optim.adam_betas", "[0.8, 0.99]", "--optim.adam_eps", "1e-6"])
-    optimizer, _ = _optimizer(tiny_lora, cfg, {})
+    optimizer, _, _ = _optimizer(tiny_lora, cfg, {})
     group = optimizer.param_groups[0]
     if name == "sgd":
         assert isinstance(optimizer, torch.optim.SGD) and group["momentum"] == 0.5

@@ -49,6 +49,9 @@ from rl.trainer.schedule import LRSchedule, budget_spent
 
 
 def _optimizer(policy, cfg: TrainConfig, modules: dict):
+    """``(optimizer, scheduler, schedule)``: the policy's (and a value head's) optimizer, the LambdaLR that
+    counts updates and holds the base rates (both checkpointed), and the ``LRSchedule`` the loop sets each
+    update's rate from."""
     groups = [{"params": [p for p in policy.model.parameters() if p.requires_grad]}]
     if "value_head" in modules:  # a fresh head needs a far larger step than the LoRA weights
         groups.append({"params": list(modules["value_head"].parameters()), "lr": cfg.algorithm.value_lr})
@@ -62,7 +65,7 @@ def _optimizer(policy, cfg: TrainConfig, modules: dict):
     # update's rate from them and the budget spent (LRSchedule.apply), which a step count alone cannot give
     schedule = LRSchedule(o)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: schedule.factor(s, 0.0))
-    return optimizer, scheduler
+    return optimizer, scheduler, schedule
 
 
 def _resume(run: RunDir, policy, optimizer, scheduler, source, extra=None, world: World = ONE) -> dict:
@@ -127,8 +130,7 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
     signals = build_signals(cfg, policy)
     modules = trainable_modules(signals)  # PPO's value head: optimised and checkpointed with the policy
     value_head = modules.get("value_head")
-    optimizer, scheduler = _optimizer(policy, cfg, modules)
-    schedule = LRSchedule(cfg.optim)
+    optimizer, scheduler, schedule = _optimizer(policy, cfg, modules)
     state = _resume(run, policy, optimizer, scheduler, source, modules or None, world) if resume else {"step": 0}
     start, nonfinite_streak = state["step"], state.get("nonfinite_streak", 0)
     train_s = state.get("train_s", 0.0)  # loop wall-clock so far, over every resume
